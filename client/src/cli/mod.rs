@@ -1,0 +1,185 @@
+//! The `tally` command line: every subcommand, its flags, and what it runs.
+
+mod servers;
+mod sql;
+mod statements;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::ClientError;
+use crate::output::OutputFormat;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tally",
+    version,
+    about = "Tally: distributed SQL that minimizes shuffle bytes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write the 8 TPC-H tables as Parquet, one folder per table.
+    GenTpch(GenTpchArgs),
+    /// Run a coordinator and N workers in this process until interrupted.
+    Local(LocalArgs),
+    /// Run a coordinator.
+    Coordinator(CoordinatorArgs),
+    /// Run a worker that joins a coordinator.
+    Worker(WorkerArgs),
+    /// Run SQL and print the answer (an embedded cluster unless --coordinator is given).
+    Sql(SqlArgs),
+    /// List the coordinator's tables.
+    Tables(RemoteArgs),
+    /// List the coordinator's workers.
+    Workers(RemoteArgs),
+    /// List the coordinator's jobs.
+    Jobs(RemoteArgs),
+    /// Cancel a job.
+    Cancel(CancelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenTpchArgs {
+    /// TPC-H scale factor (1 = about 1 GB of raw data).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Files per large table, so scans split into that many tasks.
+    #[arg(long, default_value_t = 6)]
+    pub parts: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TableArgs {
+    /// Register a table: NAME=PATH to a Parquet file or folder, or a CSV file.
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    pub tables: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Coordinator port on 127.0.0.1.
+    #[arg(long, default_value_t = 50050)]
+    pub port: u16,
+    #[command(flatten)]
+    pub tables: TableArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CoordinatorArgs {
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub tables: TableArgs,
+    /// Hash partitions per exchange for each live worker.
+    #[arg(long, default_value_t = 2)]
+    pub partitions_per_worker: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The coordinator's host:port.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub coordinator: String,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub bind: SocketAddr,
+    /// Host name other processes use to reach this worker (default: the bound IP).
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    /// Where task output is spooled (default: a folder under the system temp dir).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// Coordinator host:port; without it an embedded cluster runs this one command.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Workers of the embedded cluster.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub tables: TableArgs,
+    /// SQL to run; several statements may be separated by `;`.
+    #[arg(short = 'e', long = "execute", conflicts_with = "file")]
+    pub execute: Option<String>,
+    /// A file of SQL statements.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Write the last job's figures (shuffle bytes per stage, ...) as JSON to this file.
+    #[arg(long)]
+    pub metrics_json: Option<PathBuf>,
+    /// A session setting for every job: KEY=VALUE (e.g. datafusion.execution.batch_size=4096).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+    /// Print no summary of rows, time and shuffle bytes on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoteArgs {
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub coordinator: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    pub job_id: String,
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub coordinator: String,
+}
+
+pub async fn run(cli: Cli) -> Result<(), ClientError> {
+    let verbose_servers = matches!(
+        cli.command,
+        Command::Local(_) | Command::Coordinator(_) | Command::Worker(_)
+    );
+    init_logging(if verbose_servers { "info" } else { "warn" });
+    match cli.command {
+        Command::GenTpch(args) => servers::gen_tpch(args),
+        Command::Local(args) => servers::local(args).await,
+        Command::Coordinator(args) => servers::coordinator(args).await,
+        Command::Worker(args) => servers::worker(args).await,
+        Command::Sql(args) => sql::run_sql(args).await,
+        Command::Tables(args) => servers::tables(args).await,
+        Command::Workers(args) => servers::workers(args).await,
+        Command::Jobs(args) => servers::jobs(args).await,
+        Command::Cancel(args) => servers::cancel(args).await,
+    }
+}
+
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `NAME=PATH` pairs from `--table`.
+pub(crate) fn parse_tables(args: &TableArgs) -> Result<Vec<(String, String)>, ClientError> {
+    args.tables
+        .iter()
+        .map(|spec| {
+            spec.split_once('=')
+                .map(|(name, path)| (name.trim().to_string(), path.trim().to_string()))
+                .filter(|(name, path)| !name.is_empty() && !path.is_empty())
+                .ok_or_else(|| ClientError::Query(format!("--table {spec}: expected NAME=PATH")))
+        })
+        .collect()
+}

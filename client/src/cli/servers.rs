@@ -1,0 +1,164 @@
+//! The long-running subcommands (local cluster, coordinator, worker), data generation, and
+//! small listings.
+
+use std::time::Duration;
+
+use tally_coordinator::{CoordinatorConfig, start_coordinator};
+use tally_worker::{WorkerConfig, start_worker};
+
+use super::{
+    CancelArgs, CoordinatorArgs, GenTpchArgs, LocalArgs, RemoteArgs, WorkerArgs, parse_tables,
+};
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::local::{LocalCluster, LocalClusterOptions};
+use crate::output::human_bytes;
+use crate::tpch::generate_tpch;
+
+pub(crate) fn gen_tpch(args: GenTpchArgs) -> Result<(), ClientError> {
+    let tables = generate_tpch(args.scale, &args.out, args.parts)
+        .map_err(|e| ClientError::Local(e.to_string()))?;
+    for table in tables {
+        println!(
+            "{:<10} {:>10} rows  {} files  {}",
+            table.name,
+            table.rows,
+            table.files,
+            table.path.display()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn local(args: LocalArgs) -> Result<(), ClientError> {
+    let tables = parse_tables(&args.tables)?;
+    let cluster = LocalCluster::start_with(LocalClusterOptions {
+        workers: args.workers,
+        port: args.port,
+        ..Default::default()
+    })
+    .await?;
+    for (name, path) in &tables {
+        cluster.register_table(name, path).await?;
+    }
+    println!(
+        "tally local: coordinator at {} with {} workers ({}). Press Ctrl-C to stop.",
+        cluster.endpoint(),
+        args.workers,
+        cluster.worker_endpoints().join(", ")
+    );
+    println!(
+        "  tally sql --coordinator {} -e 'SELECT ...'",
+        cluster.endpoint()
+    );
+    wait_for_interrupt().await?;
+    cluster.shutdown().await;
+    Ok(())
+}
+
+pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError> {
+    let tables = parse_tables(&args.tables)?;
+    let config = CoordinatorConfig {
+        bind: args.bind,
+        partitions_per_worker: args.partitions_per_worker.max(1),
+        ..Default::default()
+    };
+    let coordinator = start_coordinator(config)
+        .await
+        .map_err(|e| ClientError::Local(e.to_string()))?;
+    for (name, path) in &tables {
+        coordinator
+            .register_table(name, path)
+            .await
+            .map_err(|e| ClientError::Query(e.to_string()))?;
+    }
+    println!("tally coordinator listening on {}", coordinator.endpoint);
+    wait_for_interrupt().await?;
+    coordinator.shutdown().await;
+    Ok(())
+}
+
+pub(crate) async fn worker(args: WorkerArgs) -> Result<(), ClientError> {
+    let spool_dir = args
+        .spool_dir
+        .unwrap_or_else(|| std::env::temp_dir().join("tally-spool"));
+    let mut config = WorkerConfig::local(args.coordinator, spool_dir);
+    config.bind = args.bind;
+    config.advertise_host = args.advertise_host;
+    let worker = start_worker(config)
+        .await
+        .map_err(|e| ClientError::Local(e.to_string()))?;
+    println!(
+        "tally worker {} listening on {}",
+        worker.worker_id, worker.endpoint
+    );
+    wait_for_interrupt().await?;
+    worker.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_interrupt() -> Result<(), ClientError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    // Give in-flight responses a moment before the servers stop.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}
+
+pub(crate) async fn tables(args: RemoteArgs) -> Result<(), ClientError> {
+    let client = Client::connect(&args.coordinator).await?;
+    for table in client.list_tables().await? {
+        println!("{:<16} {:<8} {}", table.name, table.format, table.path);
+    }
+    Ok(())
+}
+
+pub(crate) async fn workers(args: RemoteArgs) -> Result<(), ClientError> {
+    let client = Client::connect(&args.coordinator).await?;
+    for worker in client.list_workers().await? {
+        println!(
+            "{:<12} {:<22} {:<5} last heartbeat {} ms ago",
+            worker.worker_id,
+            worker.endpoint,
+            if worker.alive { "alive" } else { "dead" },
+            worker.last_heartbeat_ms_ago
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn jobs(args: RemoteArgs) -> Result<(), ClientError> {
+    let client = Client::connect(&args.coordinator).await?;
+    for job in client.list_jobs().await? {
+        let metrics = crate::client::JobMetrics::from(&job);
+        println!(
+            "{:<12} {:<9} {:>7} ms  shuffled {:<24} {}",
+            job.job_id,
+            metrics.state,
+            job.elapsed_ms,
+            human_bytes(metrics.shuffle_bytes),
+            job.sql.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn cancel(args: CancelArgs) -> Result<(), ClientError> {
+    let client = Client::connect(&args.coordinator).await?;
+    let state = client.cancel(&args.job_id).await?;
+    println!(
+        "job {}: {}",
+        args.job_id,
+        state.as_str_name().trim_start_matches("JOB_STATE_")
+    );
+    Ok(())
+}

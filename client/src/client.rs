@@ -1,0 +1,316 @@
+//! The client library: submit SQL to a coordinator, follow the job, fetch the answer from the
+//! workers over Flight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use futures::TryStreamExt;
+use serde::Serialize;
+use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
+use tally_common::ipc::schema_from_bytes;
+use tally_common::shuffle_env::{connect_flight_lazy, endpoint_url};
+use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
+use tally_proto::coordinator::*;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::ClientError;
+
+#[derive(Clone)]
+pub struct Client {
+    endpoint: String,
+    rpc: CoordinatorServiceClient<Channel>,
+}
+
+/// A finished query: its answer and what it cost.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub metrics: JobMetrics,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// The job's figures, as `--metrics-json` writes them.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobMetrics {
+    pub job_id: String,
+    pub state: String,
+    /// Bytes sent from one worker to another between stages, as sent on the wire.
+    pub shuffle_bytes: u64,
+    pub shuffle_rows: u64,
+    /// Bytes of the spooled answer the client fetched.
+    pub result_bytes: u64,
+    pub result_rows: u64,
+    pub elapsed_ms: u64,
+    pub stages: Vec<StageMetrics>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageMetrics {
+    pub stage_id: u32,
+    pub input_stages: Vec<u32>,
+    /// How the stage's output is split for its consumer.
+    pub output: String,
+    pub tasks: u32,
+    pub output_rows: u64,
+    pub output_bytes: u64,
+    pub shuffle_bytes: u64,
+    pub shuffle_rows: u64,
+    pub elapsed_ms: u64,
+}
+
+impl From<&JobStatus> for JobMetrics {
+    fn from(status: &JobStatus) -> Self {
+        let stages: Vec<StageMetrics> = status
+            .stages
+            .iter()
+            .map(|s| StageMetrics {
+                stage_id: s.stage_id,
+                input_stages: s.input_stages.clone(),
+                output: s.output.clone(),
+                tasks: s.tasks_total,
+                output_rows: s.output_rows,
+                output_bytes: s.output_bytes,
+                shuffle_bytes: s.shuffle_bytes,
+                shuffle_rows: s.shuffle_rows,
+                elapsed_ms: s.elapsed_ms,
+            })
+            .collect();
+        JobMetrics {
+            job_id: status.job_id.clone(),
+            state: status
+                .state()
+                .as_str_name()
+                .trim_start_matches("JOB_STATE_")
+                .to_string(),
+            shuffle_bytes: stages.iter().map(|s| s.shuffle_bytes).sum(),
+            shuffle_rows: stages.iter().map(|s| s.shuffle_rows).sum(),
+            result_bytes: status.result_bytes,
+            result_rows: status.result_rows,
+            elapsed_ms: status.elapsed_ms,
+            stages,
+        }
+    }
+}
+
+impl Client {
+    /// Connects now, so a wrong address fails here with a clear message.
+    pub async fn connect(endpoint: &str) -> Result<Self, ClientError> {
+        let connect_error = |message: String| ClientError::Connect {
+            endpoint: endpoint.to_string(),
+            message,
+        };
+        let channel = Endpoint::from_shared(endpoint_url(endpoint))
+            .map_err(|e| connect_error(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| connect_error(root_cause(&e)))?;
+        Ok(Self {
+            endpoint: endpoint.to_string(),
+            rpc: CoordinatorServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn status_error(&self, status: tonic::Status) -> ClientError {
+        ClientError::from_status(&self.endpoint, status)
+    }
+
+    /// Runs `sql` to the end and fetches its answer.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult, ClientError> {
+        self.sql_with_settings(sql, &BTreeMap::new()).await
+    }
+
+    pub async fn sql_with_settings(
+        &self,
+        sql: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<QueryResult, ClientError> {
+        let job_id = self.submit(sql, settings).await?;
+        let status = self.wait(&job_id).await?;
+        self.fetch_results(&status).await
+    }
+
+    pub async fn submit(
+        &self,
+        sql: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<String, ClientError> {
+        let request = SubmitJobRequest {
+            sql: sql.to_string(),
+            settings: settings.clone().into_iter().collect(),
+        };
+        let response = self
+            .rpc
+            .clone()
+            .submit_job(request)
+            .await
+            .map_err(|s| self.status_error(s))?;
+        Ok(response.into_inner().job_id)
+    }
+
+    /// Follows the job until it ends; a failed or cancelled job is an error.
+    pub async fn wait(&self, job_id: &str) -> Result<JobStatus, ClientError> {
+        let request = GetJobRequest {
+            job_id: job_id.to_string(),
+        };
+        let mut updates = self
+            .rpc
+            .clone()
+            .watch_job(request)
+            .await
+            .map_err(|s| self.status_error(s))?
+            .into_inner();
+        let mut last = None;
+        while let Some(status) = updates.message().await.map_err(|s| self.status_error(s))? {
+            last = Some(status);
+        }
+        let status = last.ok_or_else(|| ClientError::Unavailable {
+            endpoint: self.endpoint.clone(),
+            message: format!("job {job_id} status stream ended without a state"),
+        })?;
+        match status.state() {
+            JobState::Succeeded => Ok(status),
+            JobState::Failed | JobState::Cancelled => Err(ClientError::JobFailed {
+                job_id: status.job_id.clone(),
+                message: status.error.clone(),
+            }),
+            other => Err(ClientError::Unavailable {
+                endpoint: self.endpoint.clone(),
+                message: format!("job {job_id} status stream ended while {other:?}"),
+            }),
+        }
+    }
+
+    /// Fetches the answer of a finished job from the workers that hold it, in order.
+    pub async fn fetch_results(&self, status: &JobStatus) -> Result<QueryResult, ClientError> {
+        let schema = schema_from_bytes(&status.result_schema)
+            .map_err(|e| ClientError::Fetch(e.to_string()))?;
+        let mut batches = Vec::new();
+        let counter = Arc::new(WireCounter::default());
+        for location in &status.results {
+            let ticket = location
+                .ticket
+                .as_ref()
+                .ok_or_else(|| ClientError::Fetch("result location without ticket".to_string()))?;
+            let client = connect_flight_lazy(&location.flight_endpoint)
+                .map_err(|e| ClientError::Fetch(e.to_string()))?;
+            let stream = fetch_batches(
+                client,
+                &location.flight_endpoint,
+                encode_ticket(ticket),
+                counter.clone(),
+            )
+            .await
+            .map_err(|e| ClientError::Fetch(e.to_string()))?;
+            let fetched: Vec<RecordBatch> = stream
+                .try_collect()
+                .await
+                .map_err(|e| ClientError::Fetch(e.to_string()))?;
+            batches.extend(fetched);
+        }
+        Ok(QueryResult {
+            schema,
+            batches,
+            metrics: JobMetrics::from(status),
+        })
+    }
+
+    pub async fn job(&self, job_id: &str) -> Result<JobStatus, ClientError> {
+        let request = GetJobRequest {
+            job_id: job_id.to_string(),
+        };
+        Ok(self
+            .rpc
+            .clone()
+            .get_job(request)
+            .await
+            .map_err(|s| self.status_error(s))?
+            .into_inner())
+    }
+
+    pub async fn cancel(&self, job_id: &str) -> Result<JobState, ClientError> {
+        let request = CancelJobRequest {
+            job_id: job_id.to_string(),
+        };
+        let response = self
+            .rpc
+            .clone()
+            .cancel_job(request)
+            .await
+            .map_err(|s| self.status_error(s))?;
+        Ok(response.into_inner().state())
+    }
+
+    pub async fn list_jobs(&self) -> Result<Vec<JobStatus>, ClientError> {
+        let response = self
+            .rpc
+            .clone()
+            .list_jobs(ListJobsRequest {})
+            .await
+            .map_err(|s| self.status_error(s))?;
+        Ok(response.into_inner().jobs)
+    }
+
+    pub async fn register_table(&self, name: &str, path: &str) -> Result<TableInfo, ClientError> {
+        let request = RegisterTableRequest {
+            name: name.to_string(),
+            path: path.to_string(),
+            format: String::new(),
+        };
+        let response = self
+            .rpc
+            .clone()
+            .register_table(request)
+            .await
+            .map_err(|s| self.status_error(s))?;
+        response
+            .into_inner()
+            .table
+            .ok_or_else(|| ClientError::Query(format!("table {name} was not registered")))
+    }
+
+    pub async fn list_tables(&self) -> Result<Vec<TableInfo>, ClientError> {
+        let response = self
+            .rpc
+            .clone()
+            .list_tables(ListTablesRequest {})
+            .await
+            .map_err(|s| self.status_error(s))?;
+        Ok(response.into_inner().tables)
+    }
+
+    pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
+        let response = self
+            .rpc
+            .clone()
+            .list_workers(ListWorkersRequest {})
+            .await
+            .map_err(|s| self.status_error(s))?;
+        Ok(response.into_inner().workers)
+    }
+}
+
+/// tonic's transport errors hide the useful part ("Connection refused") in their sources.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}

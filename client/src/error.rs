@@ -1,0 +1,44 @@
+//! What can go wrong for a client, each case with a message a person can act on.
+
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the coordinator at {endpoint}: {message}")]
+    Connect { endpoint: String, message: String },
+    /// The query or request is wrong: bad SQL, unknown table or column, missing file.
+    #[error("{0}")]
+    Query(String),
+    #[error("job {job_id} failed: {message}")]
+    JobFailed { job_id: String, message: String },
+    #[error("the coordinator at {endpoint} stopped answering: {message}")]
+    Unavailable { endpoint: String, message: String },
+    #[error("fetching results: {0}")]
+    Fetch(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Local(String),
+}
+
+impl ClientError {
+    pub(crate) fn from_status(endpoint: &str, status: Status) -> Self {
+        let message = status.message().to_string();
+        match status.code() {
+            Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => {
+                ClientError::Query(message)
+            }
+            Code::Unavailable | Code::Unknown | Code::DeadlineExceeded => {
+                ClientError::Unavailable {
+                    endpoint: endpoint.to_string(),
+                    message: first_line(&message),
+                }
+            }
+            _ => ClientError::Query(message),
+        }
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().to_string()
+}

@@ -1,0 +1,157 @@
+//! Printing answers (table, CSV, JSON) and the job's figures.
+
+use std::io::Write;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+
+use crate::client::JobMetrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+pub fn write_batches(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(), ArrowError> {
+    match format {
+        OutputFormat::Table => {
+            if schema.fields().is_empty() {
+                return Ok(());
+            }
+            let table =
+                arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)?;
+            writeln!(out, "{table}")?;
+        }
+        OutputFormat::Csv => {
+            if batches.is_empty() {
+                let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                writeln!(out, "{}", header.join(","))?;
+            } else {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut *out);
+                for batch in batches {
+                    writer.write(batch)?;
+                }
+            }
+        }
+        OutputFormat::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(&mut *out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// A short account of what the job moved, for a person (printed on stderr).
+pub fn summarize(metrics: &JobMetrics, rows: usize) -> String {
+    let mut text = format!(
+        "{rows} rows in {} ms (job {}): shuffled {} in {} rows between workers; answer {}\n",
+        metrics.elapsed_ms,
+        metrics.job_id,
+        human_bytes(metrics.shuffle_bytes),
+        metrics.shuffle_rows,
+        human_bytes(metrics.result_bytes),
+    );
+    for stage in &metrics.stages {
+        let inputs = if stage.input_stages.is_empty() {
+            "scan".to_string()
+        } else {
+            let ids: Vec<String> = stage.input_stages.iter().map(|s| s.to_string()).collect();
+            format!("reads {}", ids.join(","))
+        };
+        text.push_str(&format!(
+            "  stage {} ({inputs}; {} tasks) -> {}: {} rows, shuffled {} ({} rows)\n",
+            stage.stage_id,
+            stage.tasks,
+            stage.output,
+            stage.output_rows,
+            human_bytes(stage.shuffle_bytes),
+            stage.shuffle_rows,
+        ));
+    }
+    text
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {} ({bytes} B)", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn sample() -> (SchemaRef, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec!["a", "b,c"])),
+            ],
+        )
+        .unwrap();
+        (schema, vec![batch])
+    }
+
+    fn render(format: OutputFormat, batches: &[RecordBatch]) -> String {
+        let (schema, _) = sample();
+        let mut out = Vec::new();
+        write_batches(&mut out, format, &schema, batches).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_is_a_header_then_rows_with_quoting() {
+        let (_, batches) = sample();
+        assert_eq!(
+            render(OutputFormat::Csv, &batches),
+            "k,name\n1,a\n2,\"b,c\"\n"
+        );
+        assert_eq!(render(OutputFormat::Csv, &[]), "k,name\n");
+    }
+
+    #[test]
+    fn json_is_an_array_of_objects() {
+        let (_, batches) = sample();
+        let json: serde_json::Value =
+            serde_json::from_str(&render(OutputFormat::Json, &batches)).unwrap();
+        assert_eq!(json[1]["name"], "b,c");
+        assert_eq!(json.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn human_bytes_keeps_the_exact_count() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB (2048 B)");
+    }
+}

@@ -1,0 +1,64 @@
+//! Fetching spooled data over Flight `DoGet`, counting the bytes as they arrive: the size of
+//! each Flight message is exactly what the sending worker put on the wire (IPC header and
+//! body, after any compression).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::RecordBatch;
+use arrow_flight::Ticket;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use datafusion::error::{DataFusionError, Result};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::transport::Channel;
+
+use tally_proto::plan as pb;
+
+#[derive(Debug, Default)]
+pub struct WireCounter {
+    bytes: AtomicU64,
+}
+
+impl WireCounter {
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+pub fn encode_ticket(ticket: &pb::ShuffleTicket) -> Vec<u8> {
+    ticket.encode_to_vec()
+}
+
+/// Streams the batches behind `ticket`, adding every received message's size to `counter`.
+pub async fn fetch_batches(
+    mut client: FlightServiceClient<Channel>,
+    endpoint: &str,
+    ticket: Vec<u8>,
+    counter: Arc<WireCounter>,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let response = client
+        .do_get(Ticket {
+            ticket: ticket.into(),
+        })
+        .await
+        .map_err(|status| fetch_error(endpoint, &status.message().to_string()))?;
+    let endpoint = endpoint.to_string();
+    let counted = response.into_inner().map(move |message| {
+        let data = message.map_err(FlightError::from)?;
+        counter
+            .bytes
+            .fetch_add(data.encoded_len() as u64, Ordering::Relaxed);
+        Ok(data)
+    });
+    Ok(FlightRecordBatchStream::new_from_flight_data(counted)
+        .map_err(move |e| fetch_error(&endpoint, &e.to_string()))
+        .boxed())
+}
+
+fn fetch_error(endpoint: &str, message: &str) -> DataFusionError {
+    DataFusionError::Execution(format!("fetching shuffle data from {endpoint}: {message}"))
+}

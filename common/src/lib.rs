@@ -1,0 +1,15 @@
+//! What Tally's roles share: typed IDs, the shuffle plan nodes that cut a physical plan into
+//! stages, their datafusion-proto codec, the spool of stage outputs and the Flight transfer
+//! between workers.
+
+pub mod codec;
+pub mod flight_fetch;
+pub mod ids;
+pub mod ipc;
+pub mod shuffle_env;
+pub mod shuffle_reader;
+pub mod shuffle_writer;
+pub mod spool;
+
+/// gRPC messages may carry large plans and batches; both ends set this limit explicitly.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;

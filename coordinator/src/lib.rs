@@ -1,0 +1,17 @@
+//! The Tally coordinator: catalog, SQL planning, cutting plans into stages, scheduling their
+//! tasks on workers, and job state.
+
+mod catalog;
+mod error;
+mod jobs;
+mod planner;
+mod server;
+mod service;
+mod session;
+mod state;
+mod status;
+mod workers;
+
+pub use catalog::TableFormat;
+pub use error::CoordinatorError;
+pub use server::{CoordinatorConfig, CoordinatorHandle, start_coordinator};

@@ -1,0 +1,12 @@
+//! From a DataFusion physical plan to a distributed plan: stages cut at every exchange.
+
+mod stages;
+
+pub(crate) use stages::{DistributedPlan, Exchange, StagePlan, cut_stages};
+
+use datafusion::physical_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+
+/// Rebuilding a node over new children recomputes its properties from them.
+pub(crate) fn recompute() -> ReplaceChildrenOptions {
+    ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute)
+}

@@ -1,0 +1,227 @@
+//! Cutting a physical plan into stages. Every exchange DataFusion planned becomes a stage
+//! boundary:
+//! - a `RepartitionExec` (hash or round-robin): the input becomes a stage whose tasks spool
+//!   their rows split by that partitioning; the consumer reads partition `p` from every task;
+//! - a `CoalescePartitionsExec` / `SortPreservingMergeExec` over several partitions: the input
+//!   becomes a stage whose tasks each spool one partition; the merge stays in the consumer,
+//!   reading task `p`'s output as its input partition `p` (a gather).
+//!
+//! The root becomes the final stage, whose spooled output is the answer.
+
+use std::sync::Arc;
+
+use datafusion::error::Result;
+use datafusion::physical_expr::Partitioning;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use tally_common::ids::{JobId, StageId};
+use tally_common::shuffle_reader::ShuffleReaderExec;
+use tally_common::shuffle_writer::ShuffleWriterExec;
+
+use super::recompute;
+
+/// How a consumer's reader partitions map onto the producer's spooled pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exchange {
+    /// Reader partition `p` reads piece `p` of every producer task.
+    Partitioned,
+    /// Reader partition `p` reads the single piece of producer task `p`.
+    Gather,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StagePlan {
+    pub id: StageId,
+    /// A `ShuffleWriterExec` over the stage's operators; readers of inputs are unresolved.
+    pub plan: Arc<ShuffleWriterExec>,
+    pub inputs: Vec<StageId>,
+    pub exchange: Exchange,
+}
+
+impl StagePlan {
+    pub fn task_count(&self) -> usize {
+        self.plan.input().output_partitioning().partition_count()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct DistributedPlan {
+    /// Producers before consumers; the last is the final stage.
+    pub stages: Vec<StagePlan>,
+}
+
+impl DistributedPlan {
+    pub fn final_stage(&self) -> &StagePlan {
+        self.stages
+            .last()
+            .expect("a distributed plan has a final stage")
+    }
+}
+
+pub(crate) fn cut_stages(job: &JobId, plan: Arc<dyn ExecutionPlan>) -> Result<DistributedPlan> {
+    let mut cutter = StageCutter {
+        job: job.clone(),
+        stages: Vec::new(),
+    };
+    let root = cutter.cut(plan)?;
+    cutter.add_stage(root, None, Exchange::Gather);
+    Ok(DistributedPlan {
+        stages: cutter.stages,
+    })
+}
+
+struct StageCutter {
+    job: JobId,
+    stages: Vec<StagePlan>,
+}
+
+impl StageCutter {
+    fn cut(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+        let cut_children = children
+            .iter()
+            .map(|child| self.cut(child.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let changed = children
+            .iter()
+            .zip(&cut_children)
+            .any(|(before, after)| !Arc::ptr_eq(before, after));
+        let plan = if changed {
+            plan.replace_children(cut_children, recompute())?
+        } else {
+            plan
+        };
+
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+            let input = repartition.input().clone();
+            let partitioning: Partitioning = repartition.partitioning().clone();
+            let count = partitioning.partition_count();
+            let schema = input.schema();
+            let stage = self.add_stage(input, Some(partitioning), Exchange::Partitioned);
+            return Ok(Arc::new(ShuffleReaderExec::unresolved(
+                stage, schema, count,
+            )));
+        }
+
+        let is_merge = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
+        if is_merge {
+            let input = plan.children()[0].clone();
+            let count = input.output_partitioning().partition_count();
+            if count > 1 {
+                let schema = input.schema();
+                let stage = self.add_stage(input, None, Exchange::Gather);
+                let reader = Arc::new(ShuffleReaderExec::unresolved(stage, schema, count));
+                return plan.replace_children(vec![reader], recompute());
+            }
+        }
+        Ok(plan)
+    }
+
+    fn add_stage(
+        &mut self,
+        input: Arc<dyn ExecutionPlan>,
+        partitioning: Option<Partitioning>,
+        exchange: Exchange,
+    ) -> StageId {
+        let id = StageId(self.stages.len() as u32 + 1);
+        let inputs = input_stages(&input);
+        let plan = Arc::new(ShuffleWriterExec::new(
+            input,
+            self.job.clone(),
+            id,
+            partitioning,
+        ));
+        self.stages.push(StagePlan {
+            id,
+            plan,
+            inputs,
+            exchange,
+        });
+        id
+    }
+}
+
+/// The stages whose readers sit in `plan` (not looking through other stages).
+fn input_stages(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageId> {
+    let mut stages = Vec::new();
+    let mut pending = vec![plan.clone()];
+    while let Some(node) = pending.pop() {
+        if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
+            if !stages.contains(&reader.stage_id()) {
+                stages.push(reader.stage_id());
+            }
+        }
+        pending.extend(node.children().into_iter().cloned());
+    }
+    stages.sort();
+    stages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    async fn plan_of(sql: &str) -> Arc<dyn ExecutionPlan> {
+        let config = SessionConfig::new()
+            .with_target_partitions(4)
+            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
+        let ctx = SessionContext::new_with_config(config);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let batch = |n: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(0..n)),
+                    Arc::new(Int64Array::from_iter_values(0..n)),
+                ],
+            )
+            .unwrap()
+        };
+        // Three partitions, as three scanned files would give.
+        let table = MemTable::try_new(
+            schema.clone(),
+            vec![vec![batch(10)], vec![batch(20)], vec![batch(30)]],
+        )
+        .unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        ctx.sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn group_by_cuts_at_the_hash_exchange_and_the_final_merge() {
+        let plan = plan_of("SELECT k % 7 AS g, sum(v) FROM t GROUP BY k % 7 ORDER BY g").await;
+        let distributed = cut_stages(&JobId::from("j"), plan).unwrap();
+        let stages = &distributed.stages;
+        assert_eq!(stages.len(), 3, "partial agg / final agg + sort / merge");
+        assert_eq!(stages[0].task_count(), 3, "one task per scan partition");
+        assert_eq!(stages[0].exchange, Exchange::Partitioned);
+        assert!(stages[0].inputs.is_empty());
+        assert_eq!(stages[1].task_count(), 4, "one task per hash partition");
+        assert_eq!(stages[1].inputs, vec![StageId(1)]);
+        assert_eq!(stages[1].exchange, Exchange::Gather);
+        assert_eq!(distributed.final_stage().task_count(), 1);
+        assert_eq!(distributed.final_stage().inputs, vec![StageId(2)]);
+    }
+
+    #[tokio::test]
+    async fn single_partition_plan_is_one_stage() {
+        let plan = plan_of("SELECT 1 + 1").await;
+        let distributed = cut_stages(&JobId::from("j"), plan).unwrap();
+        assert_eq!(distributed.stages.len(), 1);
+        assert_eq!(distributed.final_stage().task_count(), 1);
+    }
+}

@@ -1,0 +1,200 @@
+//! The coordinator's gRPC service: a thin edge that converts messages and errors.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tally_common::ids::{JobId, WorkerId};
+use tally_proto::coordinator::coordinator_service_server::CoordinatorService;
+use tally_proto::coordinator::*;
+use tonic::{Request, Response, Status};
+
+use crate::catalog::TableFormat;
+use crate::error::CoordinatorError;
+use crate::session::JobSettings;
+use crate::state::CoordinatorState;
+use crate::status::job_status;
+
+pub(crate) struct CoordinatorRpc {
+    state: Arc<CoordinatorState>,
+    heartbeat_interval_ms: u64,
+}
+
+impl CoordinatorRpc {
+    pub(crate) fn new(state: Arc<CoordinatorState>, heartbeat_interval_ms: u64) -> Self {
+        Self {
+            state,
+            heartbeat_interval_ms,
+        }
+    }
+
+    fn status_of(&self, id: &JobId) -> Result<JobStatus, CoordinatorError> {
+        self.state
+            .jobs
+            .with_job(id, job_status)
+            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {id}")))
+    }
+}
+
+type JobStatusStream = Pin<Box<dyn Stream<Item = Result<JobStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CoordinatorService for CoordinatorRpc {
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
+        let request = request.into_inner();
+        let settings = JobSettings(request.settings.into_iter().collect());
+        let job_id = self.state.submit(&request.sql, settings).await?;
+        Ok(Response::new(SubmitJobResponse {
+            job_id: job_id.to_string(),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<GetJobRequest>,
+    ) -> Result<Response<JobStatus>, Status> {
+        let id = JobId::from(request.into_inner().job_id);
+        Ok(Response::new(self.status_of(&id)?))
+    }
+
+    type WatchJobStream = JobStatusStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<GetJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = JobId::from(request.into_inner().job_id);
+        let mut updates = self
+            .state
+            .jobs
+            .subscribe(&id)
+            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {id}")))?;
+        let state = self.state.clone();
+        let stream = async_stream_of(move |tx| async move {
+            loop {
+                let Some(status) = state.jobs.with_job(&id, job_status) else {
+                    return;
+                };
+                let finished = matches!(
+                    status.state(),
+                    JobState::Succeeded | JobState::Failed | JobState::Cancelled
+                );
+                if tx.send(Ok(status)).await.is_err() || finished {
+                    return;
+                }
+                if updates.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
+        let id = JobId::from(request.into_inner().job_id);
+        let state = self
+            .state
+            .jobs
+            .cancel(&id)
+            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {id}")))?;
+        Ok(Response::new(CancelJobResponse {
+            state: state as i32,
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let mut jobs = self.state.jobs.for_each_job(job_status);
+        jobs.sort_by_key(|j| j.submitted_at_ms);
+        Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    async fn register_table(
+        &self,
+        request: Request<RegisterTableRequest>,
+    ) -> Result<Response<RegisterTableResponse>, Status> {
+        let request = request.into_inner();
+        let format = match request.format.as_str() {
+            "" => None,
+            format => Some(TableFormat::parse(format)?),
+        };
+        let table = self
+            .state
+            .register_table(&request.name, &request.path, format)
+            .await?;
+        Ok(Response::new(RegisterTableResponse { table: Some(table) }))
+    }
+
+    async fn list_tables(
+        &self,
+        _request: Request<ListTablesRequest>,
+    ) -> Result<Response<ListTablesResponse>, Status> {
+        let tables = self.state.list_tables().await?;
+        Ok(Response::new(ListTablesResponse { tables }))
+    }
+
+    async fn register_worker(
+        &self,
+        request: Request<RegisterWorkerRequest>,
+    ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        let request = request.into_inner();
+        if request.worker_id.is_empty() || request.endpoint.is_empty() {
+            return Err(Status::invalid_argument(
+                "worker_id and endpoint are required",
+            ));
+        }
+        self.state.workers.register(
+            WorkerId::from(request.worker_id),
+            request.endpoint,
+            request.task_slots,
+        )?;
+        Ok(Response::new(RegisterWorkerResponse {
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let id = WorkerId::from(request.into_inner().worker_id);
+        let registered = self.state.workers.heartbeat(&id);
+        Ok(Response::new(HeartbeatResponse { registered }))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<ListWorkersRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        Ok(Response::new(ListWorkersResponse {
+            workers: self.state.workers.list(),
+        }))
+    }
+
+    async fn report_task_status(
+        &self,
+        request: Request<TaskStatusReport>,
+    ) -> Result<Response<ReportTaskStatusResponse>, Status> {
+        self.state.jobs.report(request.into_inner());
+        Ok(Response::new(ReportTaskStatusResponse {}))
+    }
+}
+
+/// A response stream fed by a task, so the producer can await between items.
+fn async_stream_of<F, Fut>(producer: F) -> JobStatusStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<JobStatus, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(producer(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

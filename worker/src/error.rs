@@ -1,0 +1,37 @@
+//! The worker's errors and, in one place, how each becomes a gRPC status.
+
+use datafusion::error::DataFusionError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Plan(#[from] DataFusionError),
+    #[error("spool: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("coordinator at {endpoint}: {message}")]
+    Coordinator { endpoint: String, message: String },
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl From<WorkerError> for Status {
+    fn from(err: WorkerError) -> Self {
+        let code = match &err {
+            WorkerError::InvalidRequest(_) => Code::InvalidArgument,
+            WorkerError::Plan(DataFusionError::ResourcesExhausted(_)) => Code::ResourceExhausted,
+            WorkerError::Plan(_) => Code::InvalidArgument,
+            WorkerError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => Code::NotFound,
+            WorkerError::Coordinator { .. } => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        Status::new(code, err.to_string())
+    }
+}

@@ -1,0 +1,214 @@
+//! Runs tasks: decodes the stage plan, executes one partition of it, and reports what it
+//! spooled and what it read to the coordinator.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use datafusion::error::Result;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionConfig;
+use futures::TryStreamExt;
+use tally_common::codec::decode_plan;
+use tally_common::ids::{JobId, TaskKey};
+use tally_common::shuffle_env::ShuffleEnv;
+use tally_common::shuffle_reader::ShuffleReaderExec;
+use tally_common::shuffle_writer::{ShuffleWriterExec, SpooledPartition};
+use tally_proto::coordinator::{PartitionOutput, StageRead, TaskState, TaskStatusReport};
+use tokio::task::AbortHandle;
+
+use crate::error::WorkerError;
+use crate::heartbeat::CoordinatorLink;
+
+pub(crate) struct TaskExecutor {
+    env: Arc<ShuffleEnv>,
+    runtime: Arc<RuntimeEnv>,
+    coordinator: CoordinatorLink,
+    running: Mutex<HashMap<TaskKey, AbortHandle>>,
+}
+
+impl TaskExecutor {
+    pub(crate) fn new(env: Arc<ShuffleEnv>, coordinator: CoordinatorLink) -> Self {
+        Self {
+            env,
+            runtime: Arc::new(RuntimeEnv::default()),
+            coordinator,
+            running: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn env(&self) -> &ShuffleEnv {
+        &self.env
+    }
+
+    pub(crate) fn running_count(&self) -> usize {
+        self.running.lock().expect("task table poisoned").len()
+    }
+
+    /// Decodes the plan now, so a bad plan is refused in the RunTask answer, then runs it in
+    /// the background.
+    pub(crate) fn launch(
+        self: &Arc<Self>,
+        task: TaskKey,
+        plan: &[u8],
+        settings: &HashMap<String, String>,
+    ) -> Result<(), WorkerError> {
+        let context = self.task_context(&task, settings)?;
+        let plan = decode_plan(plan, &context)?;
+        if plan.downcast_ref::<ShuffleWriterExec>().is_none() {
+            return Err(WorkerError::InvalidRequest(format!(
+                "task {task}: a stage plan must have a ShuffleWriterExec root, not {}",
+                plan.name()
+            )));
+        }
+        let mut running = self.running.lock().expect("task table poisoned");
+        if running.contains_key(&task) {
+            return Err(WorkerError::InvalidRequest(format!(
+                "task {task} is already running"
+            )));
+        }
+        let executor = self.clone();
+        let key = task.clone();
+        let handle = tokio::spawn(async move {
+            let started = Instant::now();
+            tracing::debug!(task = %key, "task started");
+            let outcome = run_partition(plan.clone(), key.partition as usize, context).await;
+            executor.finish(key, plan, outcome, started).await;
+        });
+        running.insert(task, handle.abort_handle());
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        task: TaskKey,
+        plan: Arc<dyn ExecutionPlan>,
+        outcome: Result<Vec<SpooledPartition>>,
+        started: Instant,
+    ) {
+        self.running
+            .lock()
+            .expect("task table poisoned")
+            .remove(&task);
+        let mut report = TaskStatusReport {
+            task: Some((&task).into()),
+            worker_id: self.env.worker_id.to_string(),
+            reads: stage_reads(&plan),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            ..Default::default()
+        };
+        match outcome {
+            Ok(spooled) => {
+                tracing::debug!(task = %task, elapsed_ms = report.elapsed_ms, "task succeeded");
+                report.set_state(TaskState::Succeeded);
+                report.outputs = spooled
+                    .into_iter()
+                    .map(|p| PartitionOutput {
+                        partition: p.partition,
+                        rows: p.rows,
+                        bytes: p.bytes,
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!(task = %task, error = %e, "task failed");
+                report.set_state(TaskState::Failed);
+                report.error = e.to_string();
+            }
+        }
+        self.coordinator.report(report).await;
+    }
+
+    pub(crate) fn cancel(&self, task: &TaskKey) -> bool {
+        let handle = self
+            .running
+            .lock()
+            .expect("task table poisoned")
+            .remove(task);
+        handle.map(|h| h.abort()).is_some()
+    }
+
+    /// Aborts the job's tasks here and deletes what it spooled.
+    pub(crate) fn drop_job(&self, job: &JobId) -> Result<(), WorkerError> {
+        self.running
+            .lock()
+            .expect("task table poisoned")
+            .retain(|task, handle| {
+                let keep = &task.job_id != job;
+                if !keep {
+                    handle.abort();
+                }
+                keep
+            });
+        Ok(self.env.spool.remove_job(job)?)
+    }
+
+    pub(crate) fn abort_all(&self) {
+        for (_, handle) in self.running.lock().expect("task table poisoned").drain() {
+            handle.abort();
+        }
+    }
+
+    fn task_context(
+        &self,
+        task: &TaskKey,
+        settings: &HashMap<String, String>,
+    ) -> Result<Arc<TaskContext>, WorkerError> {
+        // A task runs one partition alone: never let it steal its siblings' files.
+        let config = SessionConfig::from_string_hash_map(settings)?
+            .set_bool(
+                "datafusion.execution.enable_file_stream_work_stealing",
+                false,
+            )
+            .with_extension(self.env.clone());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.runtime.clone())
+            .with_default_features()
+            .with_session_id(task.job_id.to_string())
+            .build();
+        Ok(state.task_ctx())
+    }
+}
+
+async fn run_partition(
+    plan: Arc<dyn ExecutionPlan>,
+    partition: usize,
+    context: Arc<TaskContext>,
+) -> Result<Vec<SpooledPartition>> {
+    let summary: Vec<_> = plan.execute(partition, context)?.try_collect().await?;
+    ShuffleWriterExec::parse_summary(&summary)
+}
+
+/// What the task's shuffle readers moved, per input stage.
+fn stage_reads(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageRead> {
+    let mut reads: Vec<StageRead> = Vec::new();
+    let mut pending = vec![plan.clone()];
+    while let Some(node) = pending.pop() {
+        if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
+            let counters = reader.counters();
+            let stage_id = reader.stage_id().0;
+            let index = match reads.iter().position(|r| r.stage_id == stage_id) {
+                Some(i) => i,
+                None => {
+                    reads.push(StageRead {
+                        stage_id,
+                        ..Default::default()
+                    });
+                    reads.len() - 1
+                }
+            };
+            let read = &mut reads[index];
+            read.remote_bytes += counters.remote.bytes();
+            read.remote_rows += counters.remote_rows.load(Ordering::Relaxed);
+            read.local_bytes += counters.local_bytes.load(Ordering::Relaxed);
+            read.local_rows += counters.local_rows.load(Ordering::Relaxed);
+        }
+        pending.extend(node.children().into_iter().cloned());
+    }
+    reads
+}

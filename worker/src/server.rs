@@ -1,0 +1,141 @@
+//! Starting and stopping a worker: one port serves both the worker's control service and its
+//! Flight service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::ids::WorkerId;
+use tally_common::shuffle_env::ShuffleEnv;
+use tally_common::spool::Spool;
+use tally_proto::worker::worker_service_server::WorkerServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::error::WorkerError;
+use crate::executor::TaskExecutor;
+use crate::flight_service::SpoolFlightService;
+use crate::heartbeat::{CoordinatorLink, run_heartbeats};
+use crate::service::WorkerRpc;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The coordinator's `host:port` or URL.
+    pub coordinator: String,
+    /// Where to listen; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The host other processes reach this worker at; defaults to the bound IP.
+    pub advertise_host: Option<String>,
+    pub spool_dir: PathBuf,
+    pub task_slots: u32,
+    pub worker_id: Option<WorkerId>,
+}
+
+impl WorkerConfig {
+    pub fn local(coordinator: impl Into<String>, spool_dir: PathBuf) -> Self {
+        Self {
+            coordinator: coordinator.into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_host: None,
+            spool_dir,
+            task_slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            worker_id: None,
+        }
+    }
+}
+
+/// A running worker. Dropping the handle does not stop it; call `shutdown`.
+pub struct WorkerHandle {
+    pub worker_id: WorkerId,
+    /// `host:port` where the worker serves gRPC and Flight.
+    pub endpoint: String,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    executor: Arc<TaskExecutor>,
+}
+
+impl WorkerHandle {
+    /// Stops serving, aborts running tasks and waits for the server to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.executor.abort_all();
+        let _ = self.server.await;
+    }
+
+    /// Stops the worker abruptly, as a crash would: no goodbye to the coordinator.
+    pub fn kill(self) {
+        self.executor.abort_all();
+        self.server.abort();
+        let _ = self.shutdown.send(true);
+    }
+}
+
+pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| WorkerError::Bind {
+            addr: config.bind.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    let host = config
+        .advertise_host
+        .clone()
+        .unwrap_or_else(|| local.ip().to_string());
+    let endpoint = format!("{host}:{}", local.port());
+    let worker_id = config
+        .worker_id
+        .clone()
+        .unwrap_or_else(WorkerId::new_random);
+    std::fs::create_dir_all(&config.spool_dir)?;
+
+    let env = Arc::new(ShuffleEnv::new(
+        worker_id.clone(),
+        Spool::new(config.spool_dir.join(worker_id.as_str())),
+    ));
+    let coordinator = CoordinatorLink::new(&config.coordinator)?;
+    let executor = Arc::new(TaskExecutor::new(env.clone(), coordinator.clone()));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let rpc = WorkerServiceServer::new(WorkerRpc::new(executor.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let flight = FlightServiceServer::new(SpoolFlightService::new(env.spool.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut stop = shutdown_rx.clone();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(rpc)
+            .add_service(flight)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }),
+    );
+    tracing::info!(worker_id = %worker_id, %endpoint, "worker listening");
+
+    let heartbeat_every = coordinator
+        .register(&worker_id, &endpoint, config.task_slots)
+        .await?;
+    tokio::spawn(run_heartbeats(
+        coordinator,
+        heartbeat_every,
+        worker_id.clone(),
+        endpoint.clone(),
+        config.task_slots,
+        executor.clone(),
+        shutdown_rx,
+    ));
+
+    Ok(WorkerHandle {
+        worker_id,
+        endpoint,
+        shutdown: shutdown_tx,
+        server,
+        executor,
+    })
+}

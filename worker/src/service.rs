@@ -1,0 +1,62 @@
+//! The worker's gRPC control service.
+
+use std::sync::Arc;
+
+use tally_common::ids::{JobId, TaskKey};
+use tally_proto::worker::worker_service_server::WorkerService;
+use tally_proto::worker::{
+    CancelTaskRequest, CancelTaskResponse, DropJobRequest, DropJobResponse, RunTaskRequest,
+    RunTaskResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::error::WorkerError;
+use crate::executor::TaskExecutor;
+
+pub(crate) struct WorkerRpc {
+    executor: Arc<TaskExecutor>,
+}
+
+impl WorkerRpc {
+    pub(crate) fn new(executor: Arc<TaskExecutor>) -> Self {
+        Self { executor }
+    }
+}
+
+fn task_key(task: Option<tally_proto::plan::TaskKey>) -> Result<TaskKey, WorkerError> {
+    task.map(TaskKey::from)
+        .ok_or_else(|| WorkerError::InvalidRequest("missing task".to_string()))
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerRpc {
+    async fn run_task(
+        &self,
+        request: Request<RunTaskRequest>,
+    ) -> Result<Response<RunTaskResponse>, Status> {
+        let request = request.into_inner();
+        let task = task_key(request.task)?;
+        self.executor
+            .launch(task, &request.plan, &request.settings)?;
+        Ok(Response::new(RunTaskResponse {}))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<CancelTaskRequest>,
+    ) -> Result<Response<CancelTaskResponse>, Status> {
+        let task = task_key(request.into_inner().task)?;
+        let was_running = self.executor.cancel(&task);
+        Ok(Response::new(CancelTaskResponse { was_running }))
+    }
+
+    async fn drop_job(
+        &self,
+        request: Request<DropJobRequest>,
+    ) -> Result<Response<DropJobResponse>, Status> {
+        let job = JobId::from(request.into_inner().job_id);
+        self.executor.drop_job(&job)?;
+        tracing::debug!(job_id = %job, worker_id = %self.executor.env().worker_id, "job dropped");
+        Ok(Response::new(DropJobResponse {}))
+    }
+}
