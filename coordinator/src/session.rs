@@ -12,8 +12,13 @@ use crate::error::CoordinatorError;
 pub(crate) const TARGET_PARTITIONS: &str = "datafusion.execution.target_partitions";
 
 /// Settings Tally needs on the coordinator and on every worker. Work stealing between scan
-/// partitions assumes all partitions run in one process; a task runs just one.
-const DISTRIBUTED_SETTINGS: [(&str, &str); 4] = [
+/// partitions assumes all partitions run in one process; a task runs just one. Uncorrelated
+/// scalar subqueries are planned as joins, which stages can carry.
+const DISTRIBUTED_SETTINGS: [(&str, &str); 5] = [
+    (
+        "datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery",
+        "false",
+    ),
     (
         "datafusion.optimizer.enable_round_robin_repartition",
         "false",

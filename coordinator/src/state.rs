@@ -14,7 +14,7 @@ use tally_proto::coordinator::TableInfo;
 use crate::catalog::{TableEntry, TableFormat, register_table};
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
-use crate::planner::cut_stages;
+use crate::planner::{cut_stages, make_joins_distributable};
 use crate::session::{JobSettings, base_config, job_session};
 use crate::workers::WorkerRegistry;
 
@@ -145,7 +145,10 @@ impl CoordinatorState {
             .create_physical_plan(&logical)
             .await
             .map_err(CoordinatorError::from_datafusion)?;
-        let distributed = cut_stages(&id, physical).map_err(CoordinatorError::from_datafusion)?;
+        let partitions = state.config().options().execution.target_partitions;
+        let distributed = make_joins_distributable(physical, partitions)
+            .and_then(|plan| cut_stages(&id, plan))
+            .map_err(CoordinatorError::from_datafusion)?;
         tracing::info!(job_id = %id, stages = distributed.stages.len(), "job submitted");
         self.jobs
             .start(id.clone(), sql.to_string(), settings, distributed);

@@ -1,1 +1,6 @@
+//! Shared pieces of Tally's integration tests: TPC-H data made once per test binary,
+//! clusters with the tables registered, single-process DataFusion answers to compare
+//! against, and the `tally` binary for multi-process tests.
+
 pub mod compare;
+pub mod harness;

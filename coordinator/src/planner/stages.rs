@@ -6,6 +6,9 @@
 //!   becomes a stage whose tasks each spool one partition; the merge stays in the consumer,
 //!   reading task `p`'s output as its input partition `p` (a gather).
 //!
+//! An order-preserving repartition gets a sort above its reader, since the pieces of several
+//! tasks arrive one after another.
+//!
 //! The root becomes the final stage, whose spooled output is the answer.
 
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use datafusion::error::Result;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use tally_common::ids::{JobId, StageId};
@@ -99,10 +103,21 @@ impl StageCutter {
             let partitioning: Partitioning = repartition.partitioning().clone();
             let count = partitioning.partition_count();
             let schema = input.schema();
+            // An order-preserving repartition promises sorted partitions; pieces from several
+            // tasks arrive one after another, so sort them again.
+            let ordering = repartition
+                .preserve_order()
+                .then(|| input.output_ordering().cloned())
+                .flatten();
             let stage = self.add_stage(input, Some(partitioning), Exchange::Partitioned);
-            return Ok(Arc::new(ShuffleReaderExec::unresolved(
-                stage, schema, count,
-            )));
+            let reader: Arc<dyn ExecutionPlan> =
+                Arc::new(ShuffleReaderExec::unresolved(stage, schema, count));
+            return Ok(match ordering {
+                Some(ordering) => {
+                    Arc::new(SortExec::new(ordering, reader).with_preserve_partitioning(true))
+                }
+                None => reader,
+            });
         }
 
         let is_merge = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();

@@ -1,0 +1,179 @@
+//! Joins whose single-node form is wrong when each partition runs as a separate task.
+//!
+//! DataFusion's `CollectLeft` hash join builds the small (left) side once and shares it with
+//! every probe partition of one process. For join types that also emit left rows (left outer,
+//! full, left semi/anti/mark), the partitions share a bitmap of matched left rows and the last
+//! partition to finish emits them. In Tally each partition is a task with its own copy of the
+//! left side, so no task would ever be "last" and the left rows would be lost or repeated.
+//! This rule rewrites such joins before stages are cut:
+//! - a keyed join becomes `Partitioned`: both sides hash-partitioned on their join keys, so
+//!   each task owns a disjoint slice of the left side;
+//! - a null-aware anti join (`NOT IN`) needs to see every probe row, so it runs as one task;
+//! - a nested-loop join of such a type runs as one task too (no keys to partition on).
+
+use std::sync::Arc;
+
+use datafusion::common::JoinType;
+use datafusion::error::Result;
+use datafusion::physical_expr::Partitioning;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+
+use super::recompute;
+
+/// Rewrites, bottom up, every join that would lose left rows when split into tasks.
+pub(crate) fn make_joins_distributable(
+    plan: Arc<dyn ExecutionPlan>,
+    partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+    let new_children = children
+        .iter()
+        .map(|child| make_joins_distributable(child.clone(), partitions))
+        .collect::<Result<Vec<_>>>()?;
+    let plan = if children
+        .iter()
+        .zip(&new_children)
+        .any(|(a, b)| !Arc::ptr_eq(a, b))
+    {
+        plan.replace_children(new_children, recompute())?
+    } else {
+        plan
+    };
+
+    if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+        if *join.partition_mode() == PartitionMode::CollectLeft
+            && emits_build_side(join.join_type())
+        {
+            return if join.null_aware {
+                single_task(plan.clone(), join.left(), join.right())
+            } else {
+                partitioned(join, partitions)
+            };
+        }
+    }
+    if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>() {
+        if emits_build_side(join.join_type()) {
+            return single_task(plan.clone(), join.left(), join.right());
+        }
+    }
+    Ok(plan)
+}
+
+fn emits_build_side(join_type: &JoinType) -> bool {
+    matches!(
+        join_type,
+        JoinType::Left
+            | JoinType::Full
+            | JoinType::LeftSemi
+            | JoinType::LeftAnti
+            | JoinType::LeftMark
+    )
+}
+
+fn partitioned(join: &HashJoinExec, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    let left = strip_coalesce(join.left());
+    let left_keys = join.on().iter().map(|(l, _)| l.clone()).collect();
+    let right_keys = join.on().iter().map(|(_, r)| r.clone()).collect();
+    let left = RepartitionExec::try_new(left, Partitioning::Hash(left_keys, partitions))?;
+    let right = RepartitionExec::try_new(
+        join.right().clone(),
+        Partitioning::Hash(right_keys, partitions),
+    )?;
+    join.builder()
+        .with_partition_mode(PartitionMode::Partitioned)
+        .with_new_children(vec![Arc::new(left), Arc::new(right)])?
+        .recompute_properties()
+        .build_exec()
+}
+
+/// The join with its probe side gathered into one partition, so one task sees all of it.
+fn single_task(
+    join: Arc<dyn ExecutionPlan>,
+    left: &Arc<dyn ExecutionPlan>,
+    right: &Arc<dyn ExecutionPlan>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    if right.output_partitioning().partition_count() <= 1 {
+        return Ok(join);
+    }
+    let right: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(right.clone()));
+    join.replace_children(vec![left.clone(), right], recompute())
+}
+
+fn strip_coalesce(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    match plan.downcast_ref::<CoalescePartitionsExec>() {
+        Some(coalesce) => coalesce.input().clone(),
+        None => plan.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    async fn physical(sql: &str) -> Arc<dyn ExecutionPlan> {
+        let config = SessionConfig::new()
+            .with_target_partitions(4)
+            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.sql("CREATE TABLE small AS VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+            .await
+            .unwrap();
+        ctx.sql("CREATE TABLE big AS SELECT value % 2 + 1 AS k FROM generate_series(1, 100)")
+            .await
+            .unwrap();
+        ctx.sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap()
+    }
+
+    fn hash_joins(plan: &Arc<dyn ExecutionPlan>) -> Vec<(PartitionMode, JoinType)> {
+        let mut found = Vec::new();
+        if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+            found.push((*join.partition_mode(), *join.join_type()));
+        }
+        for child in plan.children() {
+            found.extend(hash_joins(child));
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn left_semi_collect_left_join_becomes_partitioned() {
+        let plan = physical(
+            "SELECT column1 FROM small WHERE EXISTS (SELECT 1 FROM big WHERE k = column1)",
+        )
+        .await;
+        let before = hash_joins(&plan);
+        assert!(
+            before
+                .iter()
+                .any(|(mode, ty)| *mode == PartitionMode::CollectLeft && emits_build_side(ty)),
+            "test needs a CollectLeft join that emits left rows: {before:?}\n{}",
+            displayable(plan.as_ref()).indent(false)
+        );
+        let rewritten = make_joins_distributable(plan, 4).unwrap();
+        for (mode, ty) in hash_joins(&rewritten) {
+            assert!(
+                !(mode == PartitionMode::CollectLeft && emits_build_side(&ty)),
+                "{}",
+                displayable(rewritten.as_ref()).indent(false)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn inner_collect_left_join_is_left_alone() {
+        let plan = physical("SELECT column2 FROM small JOIN big ON k = column1").await;
+        let before = hash_joins(&plan);
+        let rewritten = make_joins_distributable(plan, 4).unwrap();
+        assert_eq!(hash_joins(&rewritten), before);
+    }
+}

@@ -1,0 +1,75 @@
+//! Test clusters and reference answers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use arrow::array::RecordBatch;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use tally_client::LocalCluster;
+use tally_client::tpch::{TPCH_TABLES, generate_tpch};
+
+/// TPC-H scale 0.01 as Parquet (4 files per large table), generated once per test binary.
+pub fn tpch_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tally-tests-tpch-{}", std::process::id()));
+        generate_tpch(0.01, &dir, 4).expect("generate TPC-H scale 0.01");
+        dir
+    })
+}
+
+/// An embedded cluster of `workers` workers with the TPC-H tables registered.
+pub async fn tpch_cluster(workers: usize) -> LocalCluster {
+    let cluster = LocalCluster::start(workers)
+        .await
+        .expect("start local cluster");
+    for table in TPCH_TABLES {
+        let path = tpch_dir().join(table);
+        cluster
+            .register_table(table, path.to_str().unwrap())
+            .await
+            .expect("register TPC-H table");
+    }
+    cluster
+}
+
+/// The answer single-process DataFusion gives on the same files.
+pub async fn datafusion_answer(sql: &str) -> Vec<RecordBatch> {
+    let ctx = SessionContext::new();
+    for table in TPCH_TABLES {
+        let path = tpch_dir().join(table);
+        ctx.register_parquet(table, path.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .expect("register table in DataFusion");
+    }
+    ctx.sql(sql)
+        .await
+        .expect("plan in DataFusion")
+        .collect()
+        .await
+        .expect("run in DataFusion")
+}
+
+/// The `tally` binary of this build, built if this test run has not built it yet.
+pub fn tally_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target profile dir");
+        let binary = profile_dir.join("tally");
+        if !binary.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "tally-client", "--bin", "tally"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build of the tally binary failed");
+        }
+        binary
+    })
+    .clone()
+}
