@@ -9,7 +9,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use futures::TryStreamExt;
 use serde::Serialize;
-use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_common::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
 use tally_common::ipc::schema_from_bytes;
 use tally_common::shuffle_env::{connect_flight_lazy, endpoint_url};
@@ -304,13 +304,4 @@ impl Client {
             .map_err(|s| self.status_error(s))?;
         Ok(response.into_inner().workers)
     }
-}
-
-/// tonic's transport errors hide the useful part ("Connection refused") in their sources.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
 }

@@ -13,3 +13,13 @@ pub mod spool;
 
 /// gRPC messages may carry large plans and batches; both ends set this limit explicitly.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The innermost cause of an error: transport errors hide the useful part ("Connection
+/// refused") in their sources.
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}

@@ -9,15 +9,28 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use tally_client::LocalCluster;
 use tally_client::tpch::{TPCH_TABLES, generate_tpch};
 
-/// TPC-H scale 0.01 as Parquet (4 files per large table), generated once per test binary.
+/// TPC-H scale 0.01 as Parquet (4 files per large table). Generated once and shared by all
+/// test processes: it appears under its final name only when complete.
 pub fn tpch_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tally-tests-tpch-{}", std::process::id()));
-        generate_tpch(0.01, &dir, 4).expect("generate TPC-H scale 0.01");
+        let dir = std::env::temp_dir().join("tally-tests-tpch-sf0.01-4parts");
+        if dir.join(COMPLETE).exists() {
+            return dir;
+        }
+        let staging = dir.with_extension(format!("tmp-{}", std::process::id()));
+        generate_tpch(0.01, &staging, 4).expect("generate TPC-H scale 0.01");
+        std::fs::write(staging.join(COMPLETE), b"").expect("mark TPC-H data complete");
+        if std::fs::rename(&staging, &dir).is_err() {
+            // Another test process finished first; use its copy.
+            let _ = std::fs::remove_dir_all(&staging);
+            assert!(dir.join(COMPLETE).exists(), "no complete TPC-H data at {}", dir.display());
+        }
         dir
     })
 }
+
+const COMPLETE: &str = ".complete";
 
 /// An embedded cluster of `workers` workers with the TPC-H tables registered.
 pub async fn tpch_cluster(workers: usize) -> LocalCluster {

@@ -16,7 +16,7 @@ pub enum WorkerError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("coordinator at {endpoint}: {message}")]
+    #[error("cannot register with the coordinator at {endpoint}: {message}")]
     Coordinator { endpoint: String, message: String },
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_common::ids::WorkerId;
 use tally_common::shuffle_env::endpoint_url;
 use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
@@ -15,7 +15,7 @@ use crate::error::WorkerError;
 use crate::executor::TaskExecutor;
 
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
-const REGISTER_ATTEMPTS: u32 = 30;
+const REGISTER_ATTEMPTS: u32 = 10;
 
 #[derive(Clone)]
 pub(crate) struct CoordinatorLink {
@@ -40,9 +40,15 @@ impl CoordinatorLink {
     }
 
     fn error(&self, status: tonic::Status) -> WorkerError {
+        let cause = root_cause(&status);
+        let message = if cause == status.message() {
+            cause
+        } else {
+            format!("{}: {cause}", status.message())
+        };
         WorkerError::Coordinator {
             endpoint: self.endpoint.clone(),
-            message: status.message().to_string(),
+            message,
         }
     }
 
