@@ -45,7 +45,7 @@ pub async fn fetch_batches(
             ticket: ticket.into(),
         })
         .await
-        .map_err(|status| fetch_error(endpoint, &status.message().to_string()))?;
+        .map_err(|status| fetch_error(endpoint, status.message()))?;
     let endpoint = endpoint.to_string();
     let counted = response.into_inner().map(move |message| {
         let data = message.map_err(FlightError::from)?;

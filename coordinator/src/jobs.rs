@@ -125,10 +125,10 @@ impl Job {
         let mut seen = BTreeSet::new();
         let mut workers = Vec::new();
         for task in self.stages.iter().flat_map(|s| &s.tasks) {
-            if let Some(worker) = &task.worker {
-                if seen.insert(worker.id.clone()) {
-                    workers.push(worker.clone());
-                }
+            if let Some(worker) = &task.worker
+                && seen.insert(worker.id.clone())
+            {
+                workers.push(worker.clone());
             }
         }
         workers

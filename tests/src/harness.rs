@@ -24,7 +24,11 @@ pub fn tpch_dir() -> &'static Path {
         if std::fs::rename(&staging, &dir).is_err() {
             // Another test process finished first; use its copy.
             let _ = std::fs::remove_dir_all(&staging);
-            assert!(dir.join(COMPLETE).exists(), "no complete TPC-H data at {}", dir.display());
+            assert!(
+                dir.join(COMPLETE).exists(),
+                "no complete TPC-H data at {}",
+                dir.display()
+            );
         }
         dir
     })

@@ -83,7 +83,10 @@ fn assert_clear_error(output: &Output, expected: &str) {
     let stderr = stderr.trim();
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "error spans lines: {stderr}");
-    assert!(stderr.contains(expected), "error {stderr:?} does not name {expected:?}");
+    assert!(
+        stderr.contains(expected),
+        "error {stderr:?} does not name {expected:?}"
+    );
 }
 
 fn wait_for_alive_workers(coordinator: &str, count: usize) {
@@ -97,7 +100,10 @@ fn wait_for_alive_workers(coordinator: &str, count: usize) {
         if alive == count {
             return;
         }
-        assert!(Instant::now() < deadline, "{alive} of {count} workers alive");
+        assert!(
+            Instant::now() < deadline,
+            "{alive} of {count} workers alive"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -138,7 +144,13 @@ async fn cluster_of_tally_processes_answers_reports_and_survives_bad_input() {
         let dir = spool.path().join(format!("w{i}"));
         let (worker, _) = Process::start(
             &format!("worker {i}"),
-            &["worker", "--coordinator", &coordinator, "--spool-dir", dir.to_str().unwrap()],
+            &[
+                "worker",
+                "--coordinator",
+                &coordinator,
+                "--spool-dir",
+                dir.to_str().unwrap(),
+            ],
         );
         workers.push(worker);
     }
@@ -157,7 +169,11 @@ async fn cluster_of_tally_processes_answers_reports_and_survives_bad_input() {
         "-e",
         QUERY,
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&metrics_path).unwrap()).unwrap();
@@ -182,8 +198,14 @@ async fn cluster_of_tally_processes_answers_reports_and_survives_bad_input() {
             .to_vec()
     };
     assert_clear_error(&tally(&with_sql("SELEC * FROM orders")), "SELEC");
-    assert_clear_error(&tally(&with_sql("SELECT * FROM no_such_table")), "no_such_table");
-    assert_clear_error(&tally(&with_sql("SELECT no_such_column FROM orders")), "no_such_column");
+    assert_clear_error(
+        &tally(&with_sql("SELECT * FROM no_such_table")),
+        "no_such_table",
+    );
+    assert_clear_error(
+        &tally(&with_sql("SELECT no_such_column FROM orders")),
+        "no_such_column",
+    );
     assert_clear_error(
         &tally(&[
             "sql",
@@ -197,13 +219,19 @@ async fn cluster_of_tally_processes_answers_reports_and_survives_bad_input() {
         "/no/such/file.parquet",
     );
     let silent = format!("127.0.0.1:{}", free_port());
-    assert_clear_error(&tally(&["sql", "--coordinator", &silent, "-e", "SELECT 1"]), &silent);
+    assert_clear_error(
+        &tally(&["sql", "--coordinator", &silent, "-e", "SELECT 1"]),
+        &silent,
+    );
     // A worker logs its retries; its last line is the error.
     let output = tally(&["worker", "--coordinator", &silent]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.trim().lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: cannot register") && last.contains(&silent), "{last}");
+    assert!(
+        last.starts_with("error: cannot register") && last.contains(&silent),
+        "{last}"
+    );
 
     // A worker dies: jobs fail clearly or succeed, never hang; once the coordinator has
     // noticed, the remaining two workers answer correctly.
@@ -213,8 +241,20 @@ async fn cluster_of_tally_processes_answers_reports_and_survives_bad_input() {
         assert_clear_error(&output, "did not answer");
     }
     wait_for_alive_workers(&coordinator, 2);
-    let output = tally(&["sql", "--coordinator", &coordinator, "--format", "csv", "-e", QUERY]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = tally(&[
+        "sql",
+        "--coordinator",
+        &coordinator,
+        "--format",
+        "csv",
+        "-e",
+        QUERY,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
 
     for worker in workers {

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_common::ids::WorkerId;
 use tally_common::shuffle_env::endpoint_url;
+use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
 use tally_proto::coordinator::{HeartbeatRequest, RegisterWorkerRequest, TaskStatusReport};
 use tokio::sync::watch;

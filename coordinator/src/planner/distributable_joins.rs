@@ -43,21 +43,20 @@ pub(crate) fn make_joins_distributable(
         plan
     };
 
-    if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-        if *join.partition_mode() == PartitionMode::CollectLeft
-            && emits_build_side(join.join_type())
-        {
-            return if join.null_aware {
-                single_task(plan.clone(), join.left(), join.right())
-            } else {
-                partitioned(join, partitions)
-            };
-        }
+    if let Some(join) = plan.downcast_ref::<HashJoinExec>()
+        && *join.partition_mode() == PartitionMode::CollectLeft
+        && emits_build_side(join.join_type())
+    {
+        return if join.null_aware {
+            single_task(plan.clone(), join.left(), join.right())
+        } else {
+            partitioned(join, partitions)
+        };
     }
-    if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>() {
-        if emits_build_side(join.join_type()) {
-            return single_task(plan.clone(), join.left(), join.right());
-        }
+    if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>()
+        && emits_build_side(join.join_type())
+    {
+        return single_task(plan.clone(), join.left(), join.right());
     }
     Ok(plan)
 }

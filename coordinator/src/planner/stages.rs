@@ -163,10 +163,10 @@ fn input_stages(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageId> {
     let mut stages = Vec::new();
     let mut pending = vec![plan.clone()];
     while let Some(node) = pending.pop() {
-        if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
-            if !stages.contains(&reader.stage_id()) {
-                stages.push(reader.stage_id());
-            }
+        if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>()
+            && !stages.contains(&reader.stage_id())
+        {
+            stages.push(reader.stage_id());
         }
         pending.extend(node.children().into_iter().cloned());
     }
