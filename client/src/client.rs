@@ -46,6 +46,8 @@ pub struct JobMetrics {
     pub state: String,
     /// Bytes sent from one worker to another between stages, as sent on the wire.
     pub shuffle_bytes: u64,
+    /// The shuffled batches' Arrow buffers before compression.
+    pub shuffle_uncompressed_bytes: u64,
     pub shuffle_rows: u64,
     /// Bytes of the spooled answer the client fetched.
     pub result_bytes: u64,
@@ -64,6 +66,7 @@ pub struct StageMetrics {
     pub output_rows: u64,
     pub output_bytes: u64,
     pub shuffle_bytes: u64,
+    pub shuffle_uncompressed_bytes: u64,
     pub shuffle_rows: u64,
     pub elapsed_ms: u64,
 }
@@ -81,6 +84,7 @@ impl From<&JobStatus> for JobMetrics {
                 output_rows: s.output_rows,
                 output_bytes: s.output_bytes,
                 shuffle_bytes: s.shuffle_bytes,
+                shuffle_uncompressed_bytes: s.shuffle_uncompressed_bytes,
                 shuffle_rows: s.shuffle_rows,
                 elapsed_ms: s.elapsed_ms,
             })
@@ -93,6 +97,7 @@ impl From<&JobStatus> for JobMetrics {
                 .trim_start_matches("JOB_STATE_")
                 .to_string(),
             shuffle_bytes: stages.iter().map(|s| s.shuffle_bytes).sum(),
+            shuffle_uncompressed_bytes: stages.iter().map(|s| s.shuffle_uncompressed_bytes).sum(),
             shuffle_rows: stages.iter().map(|s| s.shuffle_rows).sum(),
             result_bytes: status.result_bytes,
             result_rows: status.result_rows,

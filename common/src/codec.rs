@@ -22,7 +22,7 @@ use tally_proto::plan::tally_plan_node::Node;
 
 use crate::ids::{JobId, StageId};
 use crate::ipc::{schema_from_bytes, schema_to_bytes};
-use crate::shuffle_reader::{ShuffleReaderExec, SpoolLocation};
+use crate::shuffle_reader::{ReadMode, ShuffleReaderExec, SpoolLocation};
 use crate::shuffle_writer::ShuffleWriterExec;
 
 #[derive(Debug, Default)]
@@ -77,6 +77,10 @@ impl PhysicalExtensionCodec for TallyCodec {
             }
             Node::Reader(reader) => {
                 let schema = schema_from_bytes(&reader.schema)?;
+                let mode = ReadMode {
+                    compression: reader.compression().into(),
+                    broadcast: reader.broadcast,
+                };
                 let partitions = reader
                     .partitions
                     .into_iter()
@@ -86,6 +90,7 @@ impl PhysicalExtensionCodec for TallyCodec {
                     StageId(reader.stage_id),
                     schema,
                     partitions,
+                    mode,
                 )))
             }
         }
@@ -115,9 +120,14 @@ impl PhysicalExtensionCodec for TallyCodec {
                     .partitions()
                     .iter()
                     .map(|sources| pb::ReaderPartition {
-                        sources: sources.iter().map(pb::ShuffleLocation::from).collect(),
+                        sources: sources
+                            .iter()
+                            .map(|s| s.to_proto(reader.mode().compression))
+                            .collect(),
                     })
                     .collect(),
+                compression: pb::Compression::from(reader.mode().compression) as i32,
+                broadcast: reader.mode().broadcast,
             })
         } else {
             return Err(DataFusionError::NotImplemented(format!(

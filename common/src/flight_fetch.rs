@@ -21,12 +21,27 @@ use tally_proto::plan as pb;
 #[derive(Debug, Default)]
 pub struct WireCounter {
     bytes: AtomicU64,
+    uncompressed: AtomicU64,
 }
 
 impl WireCounter {
+    /// Flight message bytes as they crossed the network.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
+
+    /// The received batches' Arrow buffers, as they were before compression.
+    pub fn uncompressed_bytes(&self) -> u64 {
+        self.uncompressed.load(Ordering::Relaxed)
+    }
+}
+
+fn buffer_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|column| column.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
 }
 
 pub fn encode_ticket(ticket: &pb::ShuffleTicket) -> Vec<u8> {
@@ -47,6 +62,7 @@ pub async fn fetch_batches(
         .await
         .map_err(|status| fetch_error(endpoint, status.message()))?;
     let endpoint = endpoint.to_string();
+    let batch_counter = counter.clone();
     let counted = response.into_inner().map(move |message| {
         let data = message.map_err(FlightError::from)?;
         counter
@@ -56,6 +72,11 @@ pub async fn fetch_batches(
     });
     Ok(FlightRecordBatchStream::new_from_flight_data(counted)
         .map_err(move |e| fetch_error(&endpoint, &e.to_string()))
+        .inspect_ok(move |batch| {
+            batch_counter
+                .uncompressed
+                .fetch_add(buffer_bytes(batch), Ordering::Relaxed);
+        })
         .boxed())
 }
 

@@ -3,6 +3,7 @@
 //! between workers.
 
 pub mod codec;
+pub mod compression;
 pub mod flight_fetch;
 pub mod ids;
 pub mod ipc;

@@ -3,22 +3,29 @@
 //! It travels to the shuffle nodes as a DataFusion `SessionConfig` extension.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arrow_flight::flight_service_client::FlightServiceClient;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use futures::TryStreamExt;
+use tokio::sync::OnceCell;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::MAX_MESSAGE_BYTES;
+use crate::compression::WireCompression;
+use crate::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
 use crate::ids::WorkerId;
-use crate::spool::Spool;
+use crate::shuffle_reader::SpoolLocation;
+use crate::spool::{Spool, SpoolFileWriter};
 
 #[derive(Debug)]
 pub struct ShuffleEnv {
     pub worker_id: WorkerId,
     pub spool: Spool,
     pub flight: FlightClients,
+    pub broadcast_cache: BroadcastCache,
 }
 
 impl ShuffleEnv {
@@ -27,6 +34,7 @@ impl ShuffleEnv {
             worker_id,
             spool,
             flight: FlightClients::default(),
+            broadcast_cache: BroadcastCache::default(),
         }
     }
 
@@ -58,6 +66,64 @@ impl FlightClients {
         let client = connect_flight_lazy(endpoint)?;
         clients.insert(endpoint.to_string(), client.clone());
         Ok(client)
+    }
+}
+
+/// Remote pieces of broadcast join build sides, fetched once per worker: the first task that
+/// needs a piece downloads it into the spool, the others wait for it and read the file.
+#[derive(Debug, Default)]
+pub struct BroadcastCache {
+    pieces: Mutex<HashMap<PathBuf, Arc<OnceCell<PathBuf>>>>,
+}
+
+impl BroadcastCache {
+    pub async fn fetch_once(
+        &self,
+        env: &ShuffleEnv,
+        source: &SpoolLocation,
+        compression: WireCompression,
+        counter: &Arc<WireCounter>,
+    ) -> Result<PathBuf> {
+        let path = env.spool.broadcast_copy(
+            &source.job_id,
+            source.stage_id,
+            source.map_partition,
+            source.out_partition,
+        );
+        let cell = self
+            .pieces
+            .lock()
+            .expect("broadcast cache poisoned")
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        let fetched = cell
+            .get_or_try_init(|| async {
+                let client = env.flight.get(&source.endpoint)?;
+                let ticket = encode_ticket(&source.ticket(compression));
+                let mut batches =
+                    fetch_batches(client, &source.endpoint, ticket, counter.clone()).await?;
+                let mut file: Option<SpoolFileWriter> = None;
+                while let Some(batch) = batches.try_next().await? {
+                    if file.is_none() {
+                        file = Some(SpoolFileWriter::create(path.clone(), &batch.schema())?);
+                    }
+                    file.as_mut().expect("created above").write(&batch)?;
+                }
+                match file {
+                    Some(file) => file.finish()?,
+                    None => {
+                        return Err(DataFusionError::Execution(format!(
+                            "broadcast piece {} from {} was empty",
+                            path.display(),
+                            source.endpoint
+                        )));
+                    }
+                };
+                Ok::<_, DataFusionError>(path.clone())
+            })
+            .await?;
+        Ok(fetched.clone())
     }
 }
 

@@ -21,6 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use tally_proto::plan as pb;
 
+use crate::compression::WireCompression;
 use crate::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
 use crate::ids::{JobId, StageId, WorkerId};
 use crate::shuffle_env::ShuffleEnv;
@@ -39,23 +40,23 @@ pub struct SpoolLocation {
 }
 
 impl SpoolLocation {
-    pub fn ticket(&self) -> pb::ShuffleTicket {
+    /// The ticket that fetches this piece, sent with `compression`.
+    pub fn ticket(&self, compression: WireCompression) -> pb::ShuffleTicket {
         pb::ShuffleTicket {
             job_id: self.job_id.to_string(),
             stage_id: self.stage_id.0,
             map_partition: self.map_partition,
             out_partition: self.out_partition,
+            compression: pb::Compression::from(compression) as i32,
         }
     }
-}
 
-impl From<&SpoolLocation> for pb::ShuffleLocation {
-    fn from(loc: &SpoolLocation) -> Self {
+    pub fn to_proto(&self, compression: WireCompression) -> pb::ShuffleLocation {
         pb::ShuffleLocation {
-            worker_id: loc.worker_id.to_string(),
-            flight_endpoint: loc.endpoint.clone(),
-            ticket: Some(loc.ticket()),
-            rows: loc.rows,
+            worker_id: self.worker_id.to_string(),
+            flight_endpoint: self.endpoint.clone(),
+            ticket: Some(self.ticket(compression)),
+            rows: self.rows,
         }
     }
 }
@@ -79,6 +80,15 @@ impl TryFrom<pb::ShuffleLocation> for SpoolLocation {
     }
 }
 
+/// How a reader's partitions are used by the plan above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadMode {
+    pub compression: WireCompression,
+    /// The build side of a broadcast join: every task of a worker reads all of it, so the
+    /// worker fetches each remote piece once and keeps it on its disk.
+    pub broadcast: bool,
+}
+
 /// What one reader moved, split by where it came from.
 #[derive(Debug, Default)]
 pub struct ReadCounters {
@@ -94,17 +104,28 @@ pub struct ShuffleReaderExec {
     schema: SchemaRef,
     /// Per output partition, the spooled pieces it reads. Empty until the stage is resolved.
     partitions: Vec<Vec<SpoolLocation>>,
+    mode: ReadMode,
     counters: Arc<ReadCounters>,
     properties: Arc<PlanProperties>,
 }
 
 impl ShuffleReaderExec {
     /// A reader of `partition_count` partitions whose locations are not known yet.
-    pub fn unresolved(stage_id: StageId, schema: SchemaRef, partition_count: usize) -> Self {
-        Self::new(stage_id, schema, vec![Vec::new(); partition_count])
+    pub fn unresolved(
+        stage_id: StageId,
+        schema: SchemaRef,
+        partition_count: usize,
+        mode: ReadMode,
+    ) -> Self {
+        Self::new(stage_id, schema, vec![Vec::new(); partition_count], mode)
     }
 
-    pub fn new(stage_id: StageId, schema: SchemaRef, partitions: Vec<Vec<SpoolLocation>>) -> Self {
+    pub fn new(
+        stage_id: StageId,
+        schema: SchemaRef,
+        partitions: Vec<Vec<SpoolLocation>>,
+        mode: ReadMode,
+    ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(partitions.len()),
@@ -115,9 +136,14 @@ impl ShuffleReaderExec {
             stage_id,
             schema,
             partitions,
+            mode,
             counters: Arc::default(),
             properties: Arc::new(properties),
         }
+    }
+
+    pub fn mode(&self) -> ReadMode {
+        self.mode
     }
 
     pub fn stage_id(&self) -> StageId {
@@ -140,7 +166,11 @@ impl DisplayAs for ShuffleReaderExec {
             "ShuffleReaderExec: stage={}, partitions={}",
             self.stage_id,
             self.partitions.len()
-        )
+        )?;
+        if self.mode.broadcast {
+            write!(f, ", broadcast")?;
+        }
+        Ok(())
     }
 }
 
@@ -190,8 +220,9 @@ impl ExecutionPlan for ShuffleReaderExec {
         })?;
         let env = ShuffleEnv::from_task_context(&context)?;
         let counters = self.counters.clone();
+        let mode = self.mode;
         let batches = futures::stream::iter(sources)
-            .then(move |source| read_source(source, env.clone(), counters.clone()))
+            .then(move |source| read_source(source, mode, env.clone(), counters.clone()))
             .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
@@ -202,6 +233,7 @@ impl ExecutionPlan for ShuffleReaderExec {
 
 async fn read_source(
     source: SpoolLocation,
+    mode: ReadMode,
     env: Arc<ShuffleEnv>,
     counters: Arc<ReadCounters>,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
@@ -212,26 +244,41 @@ async fn read_source(
             source.map_partition,
             source.out_partition,
         );
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        counters.local_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let reader = open_spool_file(&path)?;
-        let local = futures::stream::iter(reader).map(move |batch| {
-            let batch = batch?;
-            counters
-                .local_rows
-                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-            Ok(batch)
-        });
-        return Ok(local.boxed());
+        return read_local(&path, counters);
+    }
+    if mode.broadcast {
+        let path = env
+            .broadcast_cache
+            .fetch_once(&env, &source, mode.compression, &counters.remote)
+            .await?;
+        return read_local(&path, counters);
     }
     let client = env.flight.get(&source.endpoint)?;
-    let ticket = encode_ticket(&source.ticket());
+    let ticket = encode_ticket(&source.ticket(mode.compression));
     let remote = fetch_batches(client, &source.endpoint, ticket, counters.remote.clone()).await?;
     Ok(remote
         .inspect_ok(move |batch| {
             counters
                 .remote_rows
                 .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        })
+        .boxed())
+}
+
+fn read_local(
+    path: &std::path::Path,
+    counters: Arc<ReadCounters>,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    counters.local_bytes.fetch_add(bytes, Ordering::Relaxed);
+    let reader = open_spool_file(path)?;
+    Ok(futures::stream::iter(reader)
+        .map(move |batch| {
+            let batch = batch?;
+            counters
+                .local_rows
+                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            Ok(batch)
         })
         .boxed())
 }

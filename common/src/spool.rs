@@ -45,6 +45,21 @@ impl Spool {
             .join(format!("{out_partition}.arrow"))
     }
 
+    /// Where this worker keeps its copy of another worker's broadcast piece.
+    pub fn broadcast_copy(
+        &self,
+        job: &JobId,
+        stage: StageId,
+        map_partition: u32,
+        out_partition: u32,
+    ) -> PathBuf {
+        self.job_dir(job)
+            .join("broadcast")
+            .join(stage.0.to_string())
+            .join(map_partition.to_string())
+            .join(format!("{out_partition}.arrow"))
+    }
+
     /// Deletes everything a job spooled on this worker.
     pub fn remove_job(&self, job: &JobId) -> std::io::Result<()> {
         match std::fs::remove_dir_all(self.job_dir(job)) {

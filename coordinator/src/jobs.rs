@@ -11,6 +11,7 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::displayable;
 use tally_common::codec::encode_plan;
+use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId, TaskKey, WorkerId};
 use tally_common::shuffle_reader::{ShuffleReaderExec, SpoolLocation};
 use tally_proto::coordinator::{
@@ -34,6 +35,8 @@ pub(crate) struct Job {
     pub settings: JobSettings,
     pub stages: Vec<StageRun>,
     pub result_schema: SchemaRef,
+    /// How the answer is compressed on its way to the client.
+    pub result_compression: WireCompression,
     updates: watch::Sender<u64>,
 }
 
@@ -45,6 +48,7 @@ pub(crate) struct StageRun {
     pub elapsed: Option<Duration>,
     /// What consumers of this stage fetched from other workers.
     pub shuffle_bytes: u64,
+    pub shuffle_uncompressed_bytes: u64,
     pub shuffle_rows: u64,
 }
 
@@ -243,6 +247,7 @@ impl Job {
                     if input.0 >= 1 && input.0 as usize <= self.stages.len() {
                         let producer = self.stage_mut(input);
                         producer.shuffle_bytes += read.remote_bytes;
+                        producer.shuffle_uncompressed_bytes += read.remote_uncompressed_bytes;
                         producer.shuffle_rows += read.remote_rows;
                     }
                 }
@@ -329,6 +334,7 @@ fn resolve_readers(
             reader.stage_id(),
             reader.schema(),
             sources(reader.stage_id()),
+            reader.mode(),
         )));
     }
     let children = plan
@@ -392,6 +398,7 @@ impl JobManager {
         sql: String,
         settings: JobSettings,
         plan: DistributedPlan,
+        result_compression: WireCompression,
     ) {
         let schema = plan.final_stage().plan.input().schema();
         let stages = plan
@@ -413,11 +420,13 @@ impl JobManager {
                 started: None,
                 elapsed: None,
                 shuffle_bytes: 0,
+                shuffle_uncompressed_bytes: 0,
                 shuffle_rows: 0,
             })
             .collect();
         let mut job = new_job(id.clone(), sql, settings, stages, schema);
         job.state = JobState::Running;
+        job.result_compression = result_compression;
         for stage in &job.stages {
             tracing::debug!(job_id = %id, stage_id = %stage.plan.id, tasks = stage.tasks.len(), plan = %displayable(stage.plan.plan.as_ref()).indent(false), "stage planned");
         }
@@ -574,6 +583,7 @@ fn new_job(
         settings,
         stages,
         result_schema,
+        result_compression: WireCompression::None,
         updates: watch::channel(0).0,
     }
 }

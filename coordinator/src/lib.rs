@@ -4,6 +4,7 @@
 mod catalog;
 mod error;
 mod jobs;
+mod options;
 mod planner;
 mod server;
 mod service;
@@ -14,4 +15,5 @@ mod workers;
 
 pub use catalog::TableFormat;
 pub use error::CoordinatorError;
+pub use options::TallyOptions;
 pub use server::{CoordinatorConfig, CoordinatorHandle, start_coordinator};

@@ -8,6 +8,7 @@ use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::CoordinatorError;
+use crate::options::{Rules, TallyOptions};
 
 pub(crate) const TARGET_PARTITIONS: &str = "datafusion.execution.target_partitions";
 
@@ -35,7 +36,9 @@ const DISTRIBUTED_SETTINGS: [(&str, &str); 5] = [
 ];
 
 pub(crate) fn base_config() -> SessionConfig {
-    let mut config = SessionConfig::new().with_information_schema(true);
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_option_extension(TallyOptions::default());
     for (key, value) in DISTRIBUTED_SETTINGS {
         config = config.set_str(key, value);
     }
@@ -46,12 +49,20 @@ pub(crate) fn base_config() -> SessionConfig {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct JobSettings(pub HashMap<String, String>);
 
-/// A per-job session: shares the catalog with `base`, with the job's settings applied on top.
+/// A job's session, the rules in force, and the settings its workers apply.
+pub(crate) struct JobSession {
+    pub ctx: SessionContext,
+    pub rules: Rules,
+    pub worker_settings: JobSettings,
+}
+
+/// A per-job session: shares the catalog with `base`, with the job's settings applied on top,
+/// then the DataFusion settings that the job's rules imply (unless the job set them itself).
 pub(crate) fn job_session(
     base: &SessionContext,
     settings: &JobSettings,
     default_partitions: usize,
-) -> Result<(SessionContext, JobSettings), CoordinatorError> {
+) -> Result<JobSession, CoordinatorError> {
     let mut state: SessionState = base.state();
     let mut applied: HashMap<String, String> = DISTRIBUTED_SETTINGS
         .iter()
@@ -68,5 +79,51 @@ pub(crate) fn job_session(
             .set(key, value)
             .map_err(|e| CoordinatorError::Query(format!("setting {key} = {value}: {e}")))?;
     }
-    Ok((SessionContext::new_with_state(state), JobSettings(applied)))
+    let rules = Rules::from_config(state.config().options()).map_err(CoordinatorError::Query)?;
+    for (key, value) in rule_settings(&rules) {
+        if !settings.0.contains_key(key) {
+            state
+                .config_mut()
+                .options_mut()
+                .set(key, &value)
+                .map_err(|e| CoordinatorError::Internal(format!("{key}: {e}")))?;
+            applied.insert(key.to_string(), value);
+        }
+    }
+    // Workers need only DataFusion's settings; Tally's are baked into the stage plans.
+    applied.retain(|key, _| !key.starts_with("tally."));
+    Ok(JobSession {
+        ctx: SessionContext::new_with_state(state),
+        rules,
+        worker_settings: JobSettings(applied),
+    })
+}
+
+/// DataFusion settings that carry out Tally's rules.
+fn rule_settings(rules: &Rules) -> Vec<(&'static str, String)> {
+    let broadcast_bytes = rules.broadcast_threshold_bytes;
+    let mut settings = vec![
+        (
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            broadcast_bytes.to_string(),
+        ),
+        (
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            if broadcast_bytes == 0 {
+                0
+            } else {
+                usize::MAX / 2
+            }
+            .to_string(),
+        ),
+    ];
+    if rules.partial_aggregation {
+        // Single-node DataFusion stops partial aggregation that does not reduce; before a
+        // network exchange every reduction counts.
+        settings.push((
+            "datafusion.execution.skip_partial_aggregation_probe_ratio_threshold",
+            "1.0".to_string(),
+        ));
+    }
+    settings
 }

@@ -14,7 +14,7 @@ use tally_proto::coordinator::TableInfo;
 use crate::catalog::{TableEntry, TableFormat, register_table};
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
-use crate::planner::{cut_stages, make_joins_distributable};
+use crate::planner::plan_job;
 use crate::session::{JobSettings, base_config, job_session};
 use crate::workers::WorkerRegistry;
 
@@ -105,12 +105,12 @@ impl CoordinatorState {
             return Err(CoordinatorError::Query("empty SQL".to_string()));
         }
         let workers = self.workers.alive().len();
-        let (ctx, settings) = job_session(
+        let session = job_session(
             &self.base,
             &settings,
             workers.max(1) * self.partitions_per_worker,
         )?;
-        let state = ctx.state();
+        let state = session.ctx.state();
         let logical = state
             .create_logical_plan(sql)
             .await
@@ -146,12 +146,16 @@ impl CoordinatorState {
             .await
             .map_err(CoordinatorError::from_datafusion)?;
         let partitions = state.config().options().execution.target_partitions;
-        let distributed = make_joins_distributable(physical, partitions)
-            .and_then(|plan| cut_stages(&id, plan))
+        let distributed = plan_job(&id, physical, &session.rules, partitions)
             .map_err(CoordinatorError::from_datafusion)?;
         tracing::info!(job_id = %id, stages = distributed.stages.len(), "job submitted");
-        self.jobs
-            .start(id.clone(), sql.to_string(), settings, distributed);
+        self.jobs.start(
+            id.clone(),
+            sql.to_string(),
+            session.worker_settings,
+            distributed,
+            session.rules.compression,
+        );
         Ok(id)
     }
 

@@ -32,6 +32,7 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
                 output_bytes: outputs.map(|o| o.bytes).sum(),
                 shuffle_rows: stage.shuffle_rows,
                 shuffle_bytes: stage.shuffle_bytes,
+                shuffle_uncompressed_bytes: stage.shuffle_uncompressed_bytes,
                 elapsed_ms: stage
                     .elapsed
                     .or_else(|| stage.started.map(|s| s.elapsed()))
@@ -42,7 +43,11 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
             }
         })
         .collect();
-    let results: Vec<ShuffleLocation> = job.results().iter().map(ShuffleLocation::from).collect();
+    let results: Vec<ShuffleLocation> = job
+        .results()
+        .iter()
+        .map(|location| location.to_proto(job.result_compression))
+        .collect();
     let final_outputs = job
         .final_stage()
         .into_iter()

@@ -204,6 +204,7 @@ fn stage_reads(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageRead> {
             };
             let read = &mut reads[index];
             read.remote_bytes += counters.remote.bytes();
+            read.remote_uncompressed_bytes += counters.remote.uncompressed_bytes();
             read.remote_rows += counters.remote_rows.load(Ordering::Relaxed);
             read.local_bytes += counters.local_bytes.load(Ordering::Relaxed);
             read.local_rows += counters.local_rows.load(Ordering::Relaxed);

@@ -11,6 +11,7 @@ use arrow_flight::{
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
+use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId};
 use tally_common::spool::{Spool, open_spool_file};
 use tally_proto::plan::ShuffleTicket;
@@ -44,6 +45,7 @@ impl FlightService for SpoolFlightService {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = ShuffleTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("not a Tally shuffle ticket: {e}")))?;
+        let compression = WireCompression::from(ticket.compression());
         let path = self.spool.file(
             &JobId::from(ticket.job_id),
             StageId(ticket.stage_id),
@@ -60,6 +62,7 @@ impl FlightService for SpoolFlightService {
         let schema = reader.schema();
         let batches = futures::stream::iter(reader).map_err(FlightError::from);
         let encoded = FlightDataEncoderBuilder::new()
+            .with_options(compression.ipc_options())
             .with_schema(schema)
             .build(batches)
             .map_err(|e| Status::internal(e.to_string()));

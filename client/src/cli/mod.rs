@@ -125,6 +125,10 @@ pub struct SqlArgs {
     /// A session setting for every job: KEY=VALUE (e.g. datafusion.execution.batch_size=4096).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
+    /// `naive` switches every shuffle-minimizing rule off (the baseline); same as
+    /// `--set tally.planner=naive`.
+    #[arg(long, value_parser = ["minimized", "naive"])]
+    pub planner: Option<String>,
     /// Print no summary of rows, time and shuffle bytes on stderr.
     #[arg(long)]
     pub quiet: bool,

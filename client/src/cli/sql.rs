@@ -20,6 +20,9 @@ pub(crate) async fn run_sql(args: SqlArgs) -> Result<(), ClientError> {
             .ok_or_else(|| ClientError::Query(format!("--set {spec}: expected KEY=VALUE")))?;
         settings.insert(key.trim().to_string(), value.trim().to_string());
     }
+    if let Some(planner) = &args.planner {
+        settings.insert("tally.planner".to_string(), planner.clone());
+    }
     let script = match (&args.execute, &args.file) {
         (Some(sql), _) => Some(sql.clone()),
         (None, Some(path)) => Some(

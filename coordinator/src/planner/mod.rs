@@ -1,13 +1,35 @@
-//! From a DataFusion physical plan to a distributed plan: stages cut at every exchange.
+//! From a DataFusion physical plan to a distributed plan: Tally's rewrites (one file each
+//! under `rules/`), then stages cut at every exchange.
 
-mod distributable_joins;
+mod rules;
 mod stages;
 
-pub(crate) use distributable_joins::make_joins_distributable;
+use std::sync::Arc;
 
-pub(crate) use stages::{DistributedPlan, Exchange, StagePlan, cut_stages};
+use datafusion::error::Result;
+use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
+use tally_common::ids::JobId;
 
-use datafusion::physical_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+pub(crate) use stages::{DistributedPlan, Exchange, StagePlan};
+
+use crate::options::Rules;
+use rules::distributable_joins::make_joins_distributable;
+use rules::raw_row_aggregation::aggregate_raw_rows;
+
+/// Rewrites `plan` as `rules` say and cuts it into stages.
+pub(crate) fn plan_job(
+    job: &JobId,
+    plan: Arc<dyn ExecutionPlan>,
+    rules: &Rules,
+    partitions: usize,
+) -> Result<DistributedPlan> {
+    let broadcast = rules.broadcast_threshold_bytes > 0;
+    let mut plan = make_joins_distributable(plan, partitions, broadcast)?;
+    if !rules.partial_aggregation {
+        plan = aggregate_raw_rows(plan)?;
+    }
+    stages::cut_stages(job, plan, rules.compression)
+}
 
 /// Rebuilding a node over new children recomputes its properties from them.
 pub(crate) fn recompute() -> ReplaceChildrenOptions {

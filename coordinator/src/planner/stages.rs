@@ -16,15 +16,19 @@ use std::sync::Arc;
 use datafusion::error::Result;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode,
+};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId};
-use tally_common::shuffle_reader::ShuffleReaderExec;
+use tally_common::shuffle_reader::{ReadMode, ShuffleReaderExec};
 use tally_common::shuffle_writer::ShuffleWriterExec;
 
-use super::recompute;
+use crate::planner::recompute;
 
 /// How a consumer's reader partitions map onto the producer's spooled pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +68,18 @@ impl DistributedPlan {
     }
 }
 
-pub(crate) fn cut_stages(job: &JobId, plan: Arc<dyn ExecutionPlan>) -> Result<DistributedPlan> {
+pub(crate) fn cut_stages(
+    job: &JobId,
+    plan: Arc<dyn ExecutionPlan>,
+    compression: WireCompression,
+) -> Result<DistributedPlan> {
     let mut cutter = StageCutter {
         job: job.clone(),
         stages: Vec::new(),
+        read_mode: ReadMode {
+            compression,
+            broadcast: false,
+        },
     };
     let root = cutter.cut(plan)?;
     cutter.add_stage(root, None, Exchange::Gather);
@@ -79,6 +91,7 @@ pub(crate) fn cut_stages(job: &JobId, plan: Arc<dyn ExecutionPlan>) -> Result<Di
 struct StageCutter {
     job: JobId,
     stages: Vec<StagePlan>,
+    read_mode: ReadMode,
 }
 
 impl StageCutter {
@@ -110,14 +123,25 @@ impl StageCutter {
                 .then(|| input.output_ordering().cloned())
                 .flatten();
             let stage = self.add_stage(input, Some(partitioning), Exchange::Partitioned);
-            let reader: Arc<dyn ExecutionPlan> =
-                Arc::new(ShuffleReaderExec::unresolved(stage, schema, count));
+            let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::unresolved(
+                stage,
+                schema,
+                count,
+                self.read_mode,
+            ));
             return Ok(match ordering {
                 Some(ordering) => {
                     Arc::new(SortExec::new(ordering, reader).with_preserve_partitioning(true))
                 }
                 None => reader,
             });
+        }
+
+        if collects_left_side(&plan)
+            && let Some(left) = broadcast_reader(plan.children()[0])
+        {
+            let right = plan.children()[1].clone();
+            return plan.replace_children(vec![left, right], recompute());
         }
 
         let is_merge = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
@@ -127,7 +151,12 @@ impl StageCutter {
             if count > 1 {
                 let schema = input.schema();
                 let stage = self.add_stage(input, None, Exchange::Gather);
-                let reader = Arc::new(ShuffleReaderExec::unresolved(stage, schema, count));
+                let reader = Arc::new(ShuffleReaderExec::unresolved(
+                    stage,
+                    schema,
+                    count,
+                    self.read_mode,
+                ));
                 return plan.replace_children(vec![reader], recompute());
             }
         }
@@ -156,6 +185,36 @@ impl StageCutter {
         });
         id
     }
+}
+
+/// Joins whose every task reads the whole left side: it is broadcast to the workers.
+fn collects_left_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<HashJoinExec>()
+        .is_some_and(|join| *join.partition_mode() == PartitionMode::CollectLeft)
+        || plan.is::<NestedLoopJoinExec>()
+        || plan.is::<CrossJoinExec>()
+}
+
+/// `Coalesce(reader)` on a join's left side, with the reader in broadcast mode.
+fn broadcast_reader(left: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    let coalesce = left.downcast_ref::<CoalescePartitionsExec>()?;
+    let reader = coalesce.input().downcast_ref::<ShuffleReaderExec>()?;
+    if reader.mode().broadcast {
+        return None;
+    }
+    let mode = ReadMode {
+        broadcast: true,
+        ..reader.mode()
+    };
+    let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::unresolved(
+        reader.stage_id(),
+        reader.schema(),
+        reader.partitions().len(),
+        mode,
+    ));
+    left.clone()
+        .replace_children(vec![reader], recompute())
+        .ok()
 }
 
 /// The stages whose readers sit in `plan` (not looking through other stages).
@@ -219,7 +278,7 @@ mod tests {
     #[tokio::test]
     async fn group_by_cuts_at_the_hash_exchange_and_the_final_merge() {
         let plan = plan_of("SELECT k % 7 AS g, sum(v) FROM t GROUP BY k % 7 ORDER BY g").await;
-        let distributed = cut_stages(&JobId::from("j"), plan).unwrap();
+        let distributed = cut_stages(&JobId::from("j"), plan, WireCompression::None).unwrap();
         let stages = &distributed.stages;
         assert_eq!(stages.len(), 3, "partial agg / final agg + sort / merge");
         assert_eq!(stages[0].task_count(), 3, "one task per scan partition");
@@ -235,7 +294,7 @@ mod tests {
     #[tokio::test]
     async fn single_partition_plan_is_one_stage() {
         let plan = plan_of("SELECT 1 + 1").await;
-        let distributed = cut_stages(&JobId::from("j"), plan).unwrap();
+        let distributed = cut_stages(&JobId::from("j"), plan, WireCompression::None).unwrap();
         assert_eq!(distributed.stages.len(), 1);
         assert_eq!(distributed.final_stage().task_count(), 1);
     }

@@ -106,6 +106,9 @@ pub struct StageStatus {
     /// The stage's plan, indented, for EXPLAIN and debugging.
     #[prost(string, tag = "13")]
     pub plan: ::prost::alloc::string::String,
+    /// The shuffled batches' Arrow buffers before compression.
+    #[prost(uint64, tag = "14")]
+    pub shuffle_uncompressed_bytes: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -244,6 +247,8 @@ pub struct StageRead {
     pub local_rows: u64,
     #[prost(uint64, tag = "5")]
     pub local_bytes: u64,
+    #[prost(uint64, tag = "6")]
+    pub remote_uncompressed_bytes: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -35,6 +35,12 @@ pub struct ShuffleReaderNode {
     pub schema: ::prost::alloc::vec::Vec<u8>,
     #[prost(message, repeated, tag = "3")]
     pub partitions: ::prost::alloc::vec::Vec<ReaderPartition>,
+    /// Body compression the reader asks senders for.
+    #[prost(enumeration = "Compression", tag = "4")]
+    pub compression: i32,
+    /// The build side of a broadcast join: fetched once per worker, then read from its disk.
+    #[prost(bool, tag = "5")]
+    pub broadcast: bool,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -67,6 +73,9 @@ pub struct ShuffleTicket {
     pub map_partition: u32,
     #[prost(uint32, tag = "4")]
     pub out_partition: u32,
+    /// Arrow IPC body compression to send the batches with.
+    #[prost(enumeration = "Compression", tag = "5")]
+    pub compression: i32,
 }
 /// What Tally's datafusion-proto extension codec puts in a PhysicalExtensionNode.
 #[allow(clippy::all)]
@@ -84,5 +93,35 @@ pub mod tally_plan_node {
         Writer(super::ShuffleWriterNode),
         #[prost(message, tag = "2")]
         Reader(super::ShuffleReaderNode),
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Compression {
+    None = 0,
+    Lz4 = 1,
+    Zstd = 2,
+}
+impl Compression {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::None => "COMPRESSION_NONE",
+            Self::Lz4 => "COMPRESSION_LZ4",
+            Self::Zstd => "COMPRESSION_ZSTD",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "COMPRESSION_NONE" => Some(Self::None),
+            "COMPRESSION_LZ4" => Some(Self::Lz4),
+            "COMPRESSION_ZSTD" => Some(Self::Zstd),
+            _ => None,
+        }
     }
 }

@@ -10,6 +10,9 @@
 //!   each task owns a disjoint slice of the left side;
 //! - a null-aware anti join (`NOT IN`) needs to see every probe row, so it runs as one task;
 //! - a nested-loop join of such a type runs as one task too (no keys to partition on).
+//!
+//! Without broadcast joins (the naive plan, or `tally.broadcast_threshold_bytes = 0`) every
+//! `CollectLeft` hash join becomes `Partitioned`: both sides are hash-shuffled.
 
 use std::sync::Arc;
 
@@ -21,17 +24,19 @@ use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, Partiti
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use super::recompute;
+use crate::planner::recompute;
 
-/// Rewrites, bottom up, every join that would lose left rows when split into tasks.
+/// Rewrites, bottom up, every join that would lose left rows when split into tasks, and with
+/// `broadcast` false every join that collects its left side.
 pub(crate) fn make_joins_distributable(
     plan: Arc<dyn ExecutionPlan>,
     partitions: usize,
+    broadcast: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
     let new_children = children
         .iter()
-        .map(|child| make_joins_distributable(child.clone(), partitions))
+        .map(|child| make_joins_distributable(child.clone(), partitions, broadcast))
         .collect::<Result<Vec<_>>>()?;
     let plan = if children
         .iter()
@@ -45,7 +50,7 @@ pub(crate) fn make_joins_distributable(
 
     if let Some(join) = plan.downcast_ref::<HashJoinExec>()
         && *join.partition_mode() == PartitionMode::CollectLeft
-        && emits_build_side(join.join_type())
+        && (emits_build_side(join.join_type()) || !broadcast)
     {
         return if join.null_aware {
             single_task(plan.clone(), join.left(), join.right())
@@ -158,7 +163,7 @@ mod tests {
             "test needs a CollectLeft join that emits left rows: {before:?}\n{}",
             displayable(plan.as_ref()).indent(false)
         );
-        let rewritten = make_joins_distributable(plan, 4).unwrap();
+        let rewritten = make_joins_distributable(plan, 4, true).unwrap();
         for (mode, ty) in hash_joins(&rewritten) {
             assert!(
                 !(mode == PartitionMode::CollectLeft && emits_build_side(&ty)),
@@ -172,7 +177,43 @@ mod tests {
     async fn inner_collect_left_join_is_left_alone() {
         let plan = physical("SELECT column2 FROM small JOIN big ON k = column1").await;
         let before = hash_joins(&plan);
-        let rewritten = make_joins_distributable(plan, 4).unwrap();
+        let rewritten = make_joins_distributable(plan, 4, true).unwrap();
         assert_eq!(hash_joins(&rewritten), before);
+    }
+}
+
+#[cfg(test)]
+mod without_broadcast {
+    use super::*;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    #[tokio::test]
+    async fn every_collect_left_join_becomes_partitioned() {
+        let config = SessionConfig::new().with_target_partitions(4);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.sql("CREATE TABLE small AS VALUES (1, 'a'), (2, 'b')")
+            .await
+            .unwrap();
+        ctx.sql("CREATE TABLE big AS SELECT value % 2 + 1 AS k FROM generate_series(1, 100)")
+            .await
+            .unwrap();
+        let plan = ctx
+            .sql("SELECT column2 FROM small JOIN big ON k = column1")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let rewritten = make_joins_distributable(plan, 4, false).unwrap();
+        let mut pending = vec![rewritten];
+        let mut joins = 0;
+        while let Some(node) = pending.pop() {
+            if let Some(join) = node.downcast_ref::<HashJoinExec>() {
+                assert_eq!(*join.partition_mode(), PartitionMode::Partitioned);
+                joins += 1;
+            }
+            pending.extend(node.children().into_iter().cloned());
+        }
+        assert_eq!(joins, 1);
     }
 }

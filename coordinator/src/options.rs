@@ -1,0 +1,133 @@
+//! Tally's planner settings: the `tally.*` namespace of the session configuration, so
+//! `SET tally.worker_combine = false` (or `--set`) works like any DataFusion setting.
+
+use datafusion::common::extensions_options;
+use datafusion::config::{ConfigExtension, ConfigOptions};
+use tally_common::compression::WireCompression;
+
+extensions_options! {
+    /// Which shuffle-minimizing rules the distributed planner applies.
+    pub struct TallyOptions {
+        /// `minimized` (every rule as configured below) or `naive` (every rule off: raw
+        /// rows hash-shuffled for every join and aggregation, no compression).
+        pub planner: String, default = "minimized".to_string()
+        /// Partial aggregation before every exchange, never skipped at run time.
+        pub partial_aggregation: bool, default = true
+        /// Merge the partial aggregates of all tasks on a worker before they leave it.
+        pub worker_combine: bool, default = true
+        /// Combine only when the partial aggregation reduced its input at least this many
+        /// times (rows in / groups out); below that, groups are about as many as rows.
+        pub worker_combine_min_reduction: f64, default = 2.0
+        /// Gather the final aggregation into one task when it has at most this many groups
+        /// (0 turns the rule off); otherwise hash-partition it on the group keys.
+        pub final_gather_max_groups: usize, default = 100_000
+        /// Broadcast the smaller side of a join when its estimated size is at most this many
+        /// bytes (0 turns broadcast joins off); it crosses the network once per worker.
+        pub broadcast_threshold_bytes: usize, default = 10 * 1024 * 1024
+        /// Run joins and aggregations on bucketed tables' bucket keys without an exchange.
+        pub bucketed_scans: bool, default = true
+        /// Arrow IPC body compression on the wire: `lz4`, `zstd` or `none`.
+        pub compression: String, default = "lz4".to_string()
+    }
+}
+
+impl ConfigExtension for TallyOptions {
+    const PREFIX: &'static str = "tally";
+}
+
+/// The rules in force for one job, after `tally.planner = naive` has had its say.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rules {
+    pub partial_aggregation: bool,
+    pub worker_combine: bool,
+    pub worker_combine_min_reduction: f64,
+    pub final_gather_max_groups: usize,
+    pub broadcast_threshold_bytes: usize,
+    pub bucketed_scans: bool,
+    pub compression: WireCompression,
+}
+
+impl Rules {
+    pub(crate) fn from_config(options: &ConfigOptions) -> Result<Self, String> {
+        let tally = options
+            .extensions
+            .get::<TallyOptions>()
+            .cloned()
+            .unwrap_or_default();
+        match tally.planner.to_ascii_lowercase().as_str() {
+            "naive" => Ok(Self::naive()),
+            "minimized" | "" => Ok(Self {
+                partial_aggregation: tally.partial_aggregation,
+                worker_combine: tally.worker_combine && tally.partial_aggregation,
+                worker_combine_min_reduction: tally.worker_combine_min_reduction,
+                final_gather_max_groups: tally.final_gather_max_groups,
+                broadcast_threshold_bytes: tally.broadcast_threshold_bytes,
+                bucketed_scans: tally.bucketed_scans,
+                compression: WireCompression::parse(&tally.compression)
+                    .map_err(|e| format!("tally.{e}"))?,
+            }),
+            other => Err(format!("tally.planner = {other}: use minimized or naive")),
+        }
+    }
+
+    pub(crate) fn naive() -> Self {
+        Self {
+            partial_aggregation: false,
+            worker_combine: false,
+            worker_combine_min_reduction: f64::INFINITY,
+            final_gather_max_groups: 0,
+            broadcast_threshold_bytes: 0,
+            bucketed_scans: false,
+            compression: WireCompression::None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(settings: &[(&str, &str)]) -> Result<Rules, String> {
+        let mut options = ConfigOptions::default();
+        options.extensions.insert(TallyOptions::default());
+        for (key, value) in settings {
+            options.set(key, value).map_err(|e| e.to_string())?;
+        }
+        Rules::from_config(&options)
+    }
+
+    #[test]
+    fn naive_planner_turns_every_rule_off() {
+        assert_eq!(
+            rules(&[("tally.planner", "naive")]).unwrap(),
+            Rules::naive()
+        );
+    }
+
+    #[test]
+    fn each_rule_can_be_switched_off() {
+        let rules = rules(&[
+            ("tally.worker_combine", "false"),
+            ("tally.compression", "none"),
+        ])
+        .unwrap();
+        assert!(!rules.worker_combine);
+        assert!(rules.partial_aggregation);
+        assert_eq!(rules.compression, WireCompression::None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        assert!(
+            rules(&[("tally.planner", "fast")])
+                .unwrap_err()
+                .contains("tally.planner")
+        );
+        assert!(
+            rules(&[("tally.compression", "gzip")])
+                .unwrap_err()
+                .contains("tally.compression")
+        );
+        assert!(rules(&[("tally.no_such_rule", "1")]).is_err());
+    }
+}

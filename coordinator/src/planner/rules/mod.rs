@@ -1,0 +1,4 @@
+//! Tally's physical plan rewrites, one file each, applied in order by `planner::plan_job`.
+
+pub(crate) mod distributable_joins;
+pub(crate) mod raw_row_aggregation;
