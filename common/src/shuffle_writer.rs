@@ -121,6 +121,7 @@ pub fn describe_partitioning(partitioning: Option<&Partitioning>) -> String {
             let keys: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
             format!("hash([{}], {n})", keys.join(", "))
         }
+        Some(Partitioning::RoundRobinBatch(1)) => "single".to_string(),
         Some(Partitioning::RoundRobinBatch(n)) => format!("round_robin({n})"),
         Some(other) => other.to_string(),
     }

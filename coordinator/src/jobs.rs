@@ -7,20 +7,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow::datatypes::SchemaRef;
-use datafusion::error::DataFusionError;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::displayable;
 use tally_common::codec::encode_plan;
 use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId, TaskKey, WorkerId};
-use tally_common::shuffle_reader::{ShuffleReaderExec, SpoolLocation};
+use tally_common::shuffle_reader::SpoolLocation;
+use tally_common::shuffle_writer::ShuffleWriterExec;
 use tally_proto::coordinator::{
     JobState, PartitionOutput, StageState, TaskState, TaskStatusReport,
 };
 use tally_proto::worker::{DropJobRequest, RunTaskRequest};
 use tokio::sync::watch;
 
-use crate::planner::{DistributedPlan, Exchange, StagePlan, recompute};
+use crate::options::Rules;
+use crate::planner::{DistributedPlan, StagePlan};
+use crate::resolve::{launch_plan, sources};
 use crate::session::JobSettings;
 use crate::workers::{WorkerRef, WorkerRegistry};
 
@@ -42,7 +44,13 @@ pub(crate) struct Job {
 
 pub(crate) struct StageRun {
     pub plan: StagePlan,
+    /// The plan the tasks ran, settled when the stage started.
+    pub launched: Option<Arc<ShuffleWriterExec>>,
+    /// What the rules decided when the stage started.
+    pub notes: Vec<String>,
+    pub final_gather_max_groups: usize,
     pub state: StageState,
+    /// One per partition, created when the stage starts.
     pub tasks: Vec<TaskRun>,
     pub started: Option<Instant>,
     pub elapsed: Option<Duration>,
@@ -55,10 +63,31 @@ pub(crate) struct StageRun {
 #[derive(Clone)]
 pub(crate) struct TaskRun {
     pub attempt: u32,
+    pub partial_input_rows: Option<u64>,
     pub state: TaskState,
     pub worker: Option<WorkerRef>,
     pub outputs: Vec<PartitionOutput>,
     pub running: bool,
+}
+
+impl Default for TaskRun {
+    fn default() -> Self {
+        Self {
+            attempt: 0,
+            partial_input_rows: None,
+            state: TaskState::Unspecified,
+            worker: None,
+            outputs: Vec::new(),
+            running: false,
+        }
+    }
+}
+
+impl StageRun {
+    /// The plan its tasks ran, or before it started, the plan it was cut with.
+    pub(crate) fn launched_plan(&self) -> &Arc<ShuffleWriterExec> {
+        self.launched.as_ref().unwrap_or(&self.plan.plan)
+    }
 }
 
 /// A RunTask call to make once the job table is unlocked.
@@ -90,10 +119,9 @@ impl Job {
     /// Where the answer is: the final stage's one output piece per task, in task order.
     pub(crate) fn results(&self) -> Vec<SpoolLocation> {
         match self.final_stage() {
-            Some(stage) if self.state == JobState::Succeeded => gather_sources(&self.id, stage)
-                .into_iter()
-                .flatten()
-                .collect(),
+            Some(stage) if self.state == JobState::Succeeded => {
+                sources(&self.id, stage).into_iter().flatten().collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -158,12 +186,17 @@ impl Job {
                 break;
             }
             for index in ready {
-                let plan = self.resolved_plan(&self.stages[index].plan)?;
-                let bytes = encode_plan(plan)
+                let launch = launch_plan(&self.id, &self.stages[index], &self.stages)
+                    .map_err(|e| format!("stage {} could not start: {e}", index + 1))?;
+                let bytes = encode_plan(launch.plan.clone())
                     .map_err(|e| format!("stage {} cannot be sent to workers: {e}", index + 1))?;
+                let task_count = launch.plan.input().output_partitioning().partition_count();
                 let stage = &mut self.stages[index];
                 stage.started = Some(Instant::now());
-                if stage.tasks.is_empty() {
+                stage.notes = launch.notes;
+                stage.launched = Some(launch.plan);
+                stage.tasks = vec![TaskRun::default(); task_count];
+                if task_count == 0 {
                     stage.state = StageState::Succeeded;
                     stage.elapsed = Some(Duration::ZERO);
                     continue;
@@ -173,8 +206,23 @@ impl Job {
                 }
                 stage.state = StageState::Running;
                 for (partition, task) in stage.tasks.iter_mut().enumerate() {
-                    let worker = workers[next_worker % workers.len()].clone();
-                    next_worker += 1;
+                    let worker = match &launch.pinned {
+                        Some(pinned) => {
+                            let holder = &pinned[partition];
+                            if !workers.iter().any(|w| w.id == holder.id) {
+                                return Err(format!(
+                                    "worker {} holding stage {} input is gone",
+                                    holder.id,
+                                    index + 1
+                                ));
+                            }
+                            holder.clone()
+                        }
+                        None => {
+                            next_worker += 1;
+                            workers[(next_worker - 1) % workers.len()].clone()
+                        }
+                    };
                     task.worker = Some(worker.clone());
                     task.running = true;
                     let key = TaskKey {
@@ -203,18 +251,6 @@ impl Job {
         Ok(dispatches)
     }
 
-    /// The stage plan with each reader told where its input stage's pieces are.
-    fn resolved_plan(&self, stage: &StagePlan) -> Result<Arc<dyn ExecutionPlan>, String> {
-        resolve_readers(stage.plan.clone(), &|input| {
-            let producer = self.stage(input);
-            match producer.plan.exchange {
-                Exchange::Gather => gather_sources(&self.id, producer),
-                Exchange::Partitioned => partitioned_sources(&self.id, producer),
-            }
-        })
-        .map_err(|e| e.to_string())
-    }
-
     /// Applies a task report; returns true when the job may have stages to launch.
     fn apply_report(&mut self, report: TaskStatusReport) -> bool {
         let Some(key) = report.task.clone().map(TaskKey::from) else {
@@ -238,6 +274,7 @@ impl Job {
             task.state = state;
             if state == TaskState::Succeeded {
                 task.outputs = report.outputs.clone();
+                task.partial_input_rows = report.partial_input_rows;
             }
         }
         match state {
@@ -270,82 +307,6 @@ impl Job {
                 false
             }
         }
-    }
-}
-
-/// Gather: reader partition `p` reads the single piece of producer task `p`.
-fn gather_sources(job: &JobId, producer: &StageRun) -> Vec<Vec<SpoolLocation>> {
-    producer
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(map, task)| {
-            task.outputs
-                .iter()
-                .filter(|out| out.rows > 0)
-                .map(|out| location(job, producer, map, task, out))
-                .collect()
-        })
-        .collect()
-}
-
-/// Partitioned: reader partition `p` reads piece `p` of every producer task.
-fn partitioned_sources(job: &JobId, producer: &StageRun) -> Vec<Vec<SpoolLocation>> {
-    let count = producer.plan.plan.consumer_partition_count();
-    let mut partitions = vec![Vec::new(); count];
-    for (map, task) in producer.tasks.iter().enumerate() {
-        for out in task.outputs.iter().filter(|out| out.rows > 0) {
-            if let Some(sources) = partitions.get_mut(out.partition as usize) {
-                sources.push(location(job, producer, map, task, out));
-            }
-        }
-    }
-    partitions
-}
-
-fn location(
-    job: &JobId,
-    producer: &StageRun,
-    map: usize,
-    task: &TaskRun,
-    out: &PartitionOutput,
-) -> SpoolLocation {
-    let worker = task
-        .worker
-        .as_ref()
-        .expect("a finished task ran on a worker");
-    SpoolLocation {
-        worker_id: worker.id.clone(),
-        endpoint: worker.endpoint.clone(),
-        job_id: job.clone(),
-        stage_id: producer.plan.id,
-        map_partition: map as u32,
-        out_partition: out.partition,
-        rows: out.rows,
-    }
-}
-
-fn resolve_readers(
-    plan: Arc<dyn ExecutionPlan>,
-    sources: &dyn Fn(StageId) -> Vec<Vec<SpoolLocation>>,
-) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-    if let Some(reader) = plan.downcast_ref::<ShuffleReaderExec>() {
-        return Ok(Arc::new(ShuffleReaderExec::new(
-            reader.stage_id(),
-            reader.schema(),
-            sources(reader.stage_id()),
-            reader.mode(),
-        )));
-    }
-    let children = plan
-        .children()
-        .into_iter()
-        .map(|child| resolve_readers(child.clone(), sources))
-        .collect::<Result<Vec<_>, _>>()?;
-    if children.is_empty() {
-        Ok(plan)
-    } else {
-        plan.replace_children(children, recompute())
     }
 }
 
@@ -398,25 +359,19 @@ impl JobManager {
         sql: String,
         settings: JobSettings,
         plan: DistributedPlan,
-        result_compression: WireCompression,
+        rules: &Rules,
     ) {
         let schema = plan.final_stage().plan.input().schema();
         let stages = plan
             .stages
             .into_iter()
             .map(|stage| StageRun {
-                tasks: vec![
-                    TaskRun {
-                        attempt: 0,
-                        state: TaskState::Unspecified,
-                        worker: None,
-                        outputs: Vec::new(),
-                        running: false,
-                    };
-                    stage.task_count()
-                ],
                 plan: stage,
+                launched: None,
+                notes: Vec::new(),
+                final_gather_max_groups: rules.final_gather_max_groups,
                 state: StageState::Pending,
+                tasks: Vec::new(),
                 started: None,
                 elapsed: None,
                 shuffle_bytes: 0,
@@ -426,7 +381,7 @@ impl JobManager {
             .collect();
         let mut job = new_job(id.clone(), sql, settings, stages, schema);
         job.state = JobState::Running;
-        job.result_compression = result_compression;
+        job.result_compression = rules.compression;
         for stage in &job.stages {
             tracing::debug!(job_id = %id, stage_id = %stage.plan.id, tasks = stage.tasks.len(), plan = %displayable(stage.plan.plan.as_ref()).indent(false), "stage planned");
         }

@@ -6,6 +6,7 @@ mod error;
 mod jobs;
 mod options;
 mod planner;
+mod resolve;
 mod server;
 mod service;
 mod session;

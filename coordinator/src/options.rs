@@ -20,7 +20,7 @@ extensions_options! {
         pub worker_combine_min_reduction: f64, default = 2.0
         /// Gather the final aggregation into one task when it has at most this many groups
         /// (0 turns the rule off); otherwise hash-partition it on the group keys.
-        pub final_gather_max_groups: usize, default = 100_000
+        pub final_gather_max_groups: usize, default = 10_000
         /// Broadcast the smaller side of a join when its estimated size is at most this many
         /// bytes (0 turns broadcast joins off); it crosses the network once per worker.
         pub broadcast_threshold_bytes: usize, default = 10 * 1024 * 1024

@@ -146,7 +146,7 @@ impl CoordinatorState {
             .await
             .map_err(CoordinatorError::from_datafusion)?;
         let partitions = state.config().options().execution.target_partitions;
-        let distributed = plan_job(&id, physical, &session.rules, partitions)
+        let distributed = plan_job(&id, physical, &session.rules, partitions, workers)
             .map_err(CoordinatorError::from_datafusion)?;
         tracing::info!(job_id = %id, stages = distributed.stages.len(), "job submitted");
         self.jobs.start(
@@ -154,7 +154,7 @@ impl CoordinatorState {
             sql.to_string(),
             session.worker_settings,
             distributed,
-            session.rules.compression,
+            &session.rules,
         );
         Ok(id)
     }

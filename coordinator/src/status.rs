@@ -19,9 +19,13 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
             StageStatus {
                 stage_id: stage.plan.id.0,
                 state: stage.state as i32,
-                output: describe_partitioning(stage.plan.plan.output_partitioning()),
+                output: describe_partitioning(stage.launched_plan().output_partitioning()),
                 input_stages: stage.plan.inputs.iter().map(|s| s.0).collect(),
-                tasks_total: stage.tasks.len() as u32,
+                tasks_total: if stage.launched.is_some() {
+                    stage.tasks.len()
+                } else {
+                    stage.plan.task_count()
+                } as u32,
                 tasks_running: stage.tasks.iter().filter(|t| t.running).count() as u32,
                 tasks_succeeded: stage
                     .tasks
@@ -37,7 +41,14 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
                     .elapsed
                     .or_else(|| stage.started.map(|s| s.elapsed()))
                     .map_or(0, |d| d.as_millis() as u64),
-                plan: displayable(stage.plan.plan.as_ref())
+                rules: stage
+                    .plan
+                    .rules
+                    .iter()
+                    .chain(&stage.notes)
+                    .cloned()
+                    .collect(),
+                plan: displayable(stage.launched_plan().as_ref())
                     .indent(false)
                     .to_string(),
             }

@@ -1,17 +1,27 @@
 //! Shuffle metrics: a hash exchange moves bytes between distinct workers over Flight, and
 //! the job reports them for the stage that produced them.
 
+use std::collections::BTreeMap;
+
 use tally_client::LocalCluster;
 use tally_tests::harness::tpch_cluster;
 
 const GROUP_BY_ORDER: &str = "SELECT l_orderkey, sum(l_quantity) AS q FROM lineitem \
                               GROUP BY l_orderkey ORDER BY l_orderkey LIMIT 5";
 
+/// The naive planner hash-shuffles raw rows for every aggregation.
+fn naive() -> BTreeMap<String, String> {
+    BTreeMap::from([("tally.planner".to_string(), "naive".to_string())])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hash_exchange_reports_bytes_that_crossed_between_workers() {
     let cluster = tpch_cluster(3).await;
     let client = cluster.client().await.unwrap();
-    let result = client.sql(GROUP_BY_ORDER).await.unwrap();
+    let result = client
+        .sql_with_settings(GROUP_BY_ORDER, &naive())
+        .await
+        .unwrap();
     assert_eq!(result.num_rows(), 5);
 
     let metrics = &result.metrics;
@@ -38,7 +48,10 @@ async fn hash_exchange_reports_bytes_that_crossed_between_workers() {
 async fn one_worker_shuffles_nothing_over_the_network() {
     let cluster = tpch_cluster(1).await;
     let client = cluster.client().await.unwrap();
-    let result = client.sql(GROUP_BY_ORDER).await.unwrap();
+    let result = client
+        .sql_with_settings(GROUP_BY_ORDER, &naive())
+        .await
+        .unwrap();
     assert_eq!(result.num_rows(), 5);
     assert_eq!(result.metrics.shuffle_bytes, 0, "{:?}", result.metrics);
     assert!(result.metrics.stages.len() > 1);

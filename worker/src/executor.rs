@@ -11,6 +11,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::prelude::SessionConfig;
 use futures::TryStreamExt;
 use tally_common::codec::decode_plan;
@@ -98,6 +99,7 @@ impl TaskExecutor {
             task: Some((&task).into()),
             worker_id: self.env.worker_id.to_string(),
             reads: stage_reads(&plan),
+            partial_input_rows: partial_input_rows(&plan),
             elapsed_ms: started.elapsed().as_millis() as u64,
             ..Default::default()
         };
@@ -182,6 +184,25 @@ async fn run_partition(
 ) -> Result<Vec<SpooledPartition>> {
     let summary: Vec<_> = plan.execute(partition, context)?.try_collect().await?;
     ShuffleWriterExec::parse_summary(&summary)
+}
+
+/// Rows that entered the stage's first partial aggregate (from the root), if it has one: the
+/// coordinator compares them with the rows it put out to judge a worker-level combine.
+fn partial_input_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
+    let mut pending = vec![plan.clone()];
+    while let Some(node) = pending.pop() {
+        if let Some(aggregate) = node.downcast_ref::<AggregateExec>()
+            && *aggregate.mode() == AggregateMode::Partial
+        {
+            return aggregate
+                .input()
+                .metrics()
+                .and_then(|m| m.output_rows())
+                .map(|rows| rows as u64);
+        }
+        pending.extend(node.children().into_iter().cloned());
+    }
+    None
 }
 
 /// What the task's shuffle readers moved, per input stage.

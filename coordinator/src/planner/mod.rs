@@ -1,7 +1,7 @@
 //! From a DataFusion physical plan to a distributed plan: Tally's rewrites (one file each
 //! under `rules/`), then stages cut at every exchange.
 
-mod rules;
+pub(crate) mod rules;
 mod stages;
 
 use std::sync::Arc;
@@ -22,13 +22,14 @@ pub(crate) fn plan_job(
     plan: Arc<dyn ExecutionPlan>,
     rules: &Rules,
     partitions: usize,
+    workers: usize,
 ) -> Result<DistributedPlan> {
     let broadcast = rules.broadcast_threshold_bytes > 0;
     let mut plan = make_joins_distributable(plan, partitions, broadcast)?;
     if !rules.partial_aggregation {
         plan = aggregate_raw_rows(plan)?;
     }
-    stages::cut_stages(job, plan, rules.compression)
+    stages::cut_stages(job, plan, rules, workers)
 }
 
 /// Rebuilding a node over new children recomputes its properties from them.

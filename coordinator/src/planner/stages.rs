@@ -28,7 +28,10 @@ use tally_common::ids::{JobId, StageId};
 use tally_common::shuffle_reader::{ReadMode, ShuffleReaderExec};
 use tally_common::shuffle_writer::ShuffleWriterExec;
 
+use crate::options::Rules;
 use crate::planner::recompute;
+use crate::planner::rules::worker_combine::CombineSpec;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 
 /// How a consumer's reader partitions map onto the producer's spooled pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,9 @@ pub(crate) enum Exchange {
     Partitioned,
     /// Reader partition `p` reads the single piece of producer task `p`.
     Gather,
+    /// Reader partition `w` reads every piece held by the `w`-th worker holding any, and its
+    /// task runs on that worker: the worker-level combine.
+    PerWorker,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +52,10 @@ pub(crate) struct StagePlan {
     pub plan: Arc<ShuffleWriterExec>,
     pub inputs: Vec<StageId>,
     pub exchange: Exchange,
+    /// Set on a worker-level combine stage, whose plan is settled when it starts.
+    pub combine: Option<CombineSpec>,
+    /// The rules that shaped this stage, for EXPLAIN.
+    pub rules: Vec<String>,
 }
 
 impl StagePlan {
@@ -68,18 +78,22 @@ impl DistributedPlan {
     }
 }
 
+/// Cuts `plan` into stages; `workers` is how many workers the combine stages may use.
 pub(crate) fn cut_stages(
     job: &JobId,
     plan: Arc<dyn ExecutionPlan>,
-    compression: WireCompression,
+    rules: &Rules,
+    workers: usize,
 ) -> Result<DistributedPlan> {
     let mut cutter = StageCutter {
         job: job.clone(),
         stages: Vec::new(),
         read_mode: ReadMode {
-            compression,
+            compression: rules.compression,
             broadcast: false,
         },
+        rules: rules.clone(),
+        workers: workers.max(1),
     };
     let root = cutter.cut(plan)?;
     cutter.add_stage(root, None, Exchange::Gather);
@@ -92,6 +106,8 @@ struct StageCutter {
     job: JobId,
     stages: Vec<StagePlan>,
     read_mode: ReadMode,
+    rules: Rules,
+    workers: usize,
 }
 
 impl StageCutter {
@@ -114,6 +130,16 @@ impl StageCutter {
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             let input = repartition.input().clone();
             let partitioning: Partitioning = repartition.partitioning().clone();
+            if self.rules.worker_combine
+                && !repartition.preserve_order()
+                && let Some(spec) = CombineSpec::for_exchange(
+                    &input,
+                    &partitioning,
+                    self.rules.worker_combine_min_reduction,
+                )
+            {
+                return self.combined_exchange(input, spec);
+            }
             let count = partitioning.partition_count();
             let schema = input.schema();
             // An order-preserving repartition promises sorted partitions; pieces from several
@@ -163,6 +189,42 @@ impl StageCutter {
         Ok(plan)
     }
 
+    /// Partial aggregate stage -> per-worker combine stage -> reader of the combined states.
+    fn combined_exchange(
+        &mut self,
+        partial: Arc<dyn ExecutionPlan>,
+        spec: CombineSpec,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = partial.schema();
+        let partial_stage = self.add_stage(partial, None, Exchange::PerWorker);
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::unresolved(
+            partial_stage,
+            schema.clone(),
+            self.workers,
+            self.read_mode,
+        ));
+        let count = spec.partitioning.partition_count();
+        let merged = spec.plan(reader, true)?;
+        let combine_stage = self.add_stage(
+            merged,
+            Some(spec.partitioning.clone()),
+            Exchange::Partitioned,
+        );
+        let stage = self.last_stage();
+        stage.rules.push("worker_combine".to_string());
+        stage.combine = Some(spec);
+        Ok(Arc::new(ShuffleReaderExec::unresolved(
+            combine_stage,
+            schema,
+            count,
+            self.read_mode,
+        )))
+    }
+
+    fn last_stage(&mut self) -> &mut StagePlan {
+        self.stages.last_mut().expect("a stage was added")
+    }
+
     fn add_stage(
         &mut self,
         input: Arc<dyn ExecutionPlan>,
@@ -177,11 +239,21 @@ impl StageCutter {
             id,
             partitioning,
         ));
+        let mut rules = Vec::new();
+        if matches!(&plan.input().downcast_ref::<AggregateExec>(), Some(agg) if *agg.mode() == AggregateMode::Partial)
+        {
+            rules.push("partial_aggregation".to_string());
+        }
+        if self.read_mode.compression != WireCompression::None {
+            rules.push(format!("compression={:?}", self.read_mode.compression).to_lowercase());
+        }
         self.stages.push(StagePlan {
             id,
             plan,
             inputs,
             exchange,
+            combine: None,
+            rules,
         });
         id
     }
@@ -278,7 +350,7 @@ mod tests {
     #[tokio::test]
     async fn group_by_cuts_at_the_hash_exchange_and_the_final_merge() {
         let plan = plan_of("SELECT k % 7 AS g, sum(v) FROM t GROUP BY k % 7 ORDER BY g").await;
-        let distributed = cut_stages(&JobId::from("j"), plan, WireCompression::None).unwrap();
+        let distributed = cut_stages(&JobId::from("j"), plan, &Rules::naive(), 3).unwrap();
         let stages = &distributed.stages;
         assert_eq!(stages.len(), 3, "partial agg / final agg + sort / merge");
         assert_eq!(stages[0].task_count(), 3, "one task per scan partition");
@@ -294,7 +366,7 @@ mod tests {
     #[tokio::test]
     async fn single_partition_plan_is_one_stage() {
         let plan = plan_of("SELECT 1 + 1").await;
-        let distributed = cut_stages(&JobId::from("j"), plan, WireCompression::None).unwrap();
+        let distributed = cut_stages(&JobId::from("j"), plan, &Rules::naive(), 3).unwrap();
         assert_eq!(distributed.stages.len(), 1);
         assert_eq!(distributed.final_stage().task_count(), 1);
     }

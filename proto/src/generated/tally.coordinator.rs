@@ -109,6 +109,9 @@ pub struct StageStatus {
     /// The shuffled batches' Arrow buffers before compression.
     #[prost(uint64, tag = "14")]
     pub shuffle_uncompressed_bytes: u64,
+    /// Which of Tally's rules shaped this stage, and what they decided at run time.
+    #[prost(string, repeated, tag = "15")]
+    pub rules: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -223,6 +226,9 @@ pub struct TaskStatusReport {
     pub reads: ::prost::alloc::vec::Vec<StageRead>,
     #[prost(uint64, tag = "7")]
     pub elapsed_ms: u64,
+    /// Rows that entered the stage's partial aggregation, when it has one.
+    #[prost(uint64, optional, tag = "8")]
+    pub partial_input_rows: ::core::option::Option<u64>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -1,0 +1,173 @@
+//! Worker-level combine. A stage ending in a partial aggregate no longer hash-splits its
+//! output per task; each task spools one piece, and a combine stage runs one task on each
+//! worker that merges the partial states of all that worker's pieces (`PartialReduce`), read
+//! from its own disk, before hash-partitioning them for the final aggregate. Each worker then
+//! sends one partial row per group instead of one per task.
+//!
+//! Whether to merge is decided when the combine stage starts, from what the partial stage
+//! measured: when its partial aggregation reduced rows less than
+//! `tally.worker_combine_min_reduction` times, groups are about as many as rows and a merge
+//! would not shrink them, so the combine only re-partitions (still no network bytes).
+
+use std::sync::Arc;
+
+use datafusion::error::Result;
+use datafusion::physical_expr::Partitioning;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+
+/// What a combine stage needs to build its plan when it starts.
+#[derive(Debug, Clone)]
+pub(crate) struct CombineSpec {
+    /// The partial aggregate whose states are merged.
+    pub partial: Arc<AggregateExec>,
+    /// The exchange the partial aggregate fed: hash on the group keys.
+    pub partitioning: Partitioning,
+    pub min_reduction: f64,
+}
+
+impl CombineSpec {
+    /// The partial aggregate at the top of `input`, if `input` feeds a hash exchange.
+    pub(crate) fn for_exchange(
+        input: &Arc<dyn ExecutionPlan>,
+        partitioning: &Partitioning,
+        min_reduction: f64,
+    ) -> Option<Self> {
+        let aggregate = input.downcast_ref::<AggregateExec>()?;
+        let is_plain_partial = *aggregate.mode() == AggregateMode::Partial
+            && aggregate.group_expr().is_single()
+            && !aggregate.group_expr().expr().is_empty();
+        if !is_plain_partial || !matches!(partitioning, Partitioning::Hash(..)) {
+            return None;
+        }
+        Some(Self {
+            partial: Arc::new(aggregate.clone()),
+            partitioning: partitioning.clone(),
+            min_reduction,
+        })
+    }
+
+    /// The combine's operators over `reader` (the worker's partial pieces): a merge of the
+    /// partial states, or the pieces as they are.
+    pub(crate) fn plan(
+        &self,
+        reader: Arc<dyn ExecutionPlan>,
+        merge: bool,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !merge {
+            return Ok(reader);
+        }
+        let partial = &self.partial;
+        Ok(Arc::new(AggregateExec::try_new(
+            AggregateMode::PartialReduce,
+            partial.group_expr().as_final(),
+            partial.aggr_expr().to_vec(),
+            vec![None; partial.aggr_expr().len()],
+            reader,
+            partial.input_schema(),
+        )?))
+    }
+
+    /// Merge when the partial aggregation reduced its input enough (or was not measured).
+    pub(crate) fn should_merge(&self, partial_in: Option<u64>, partial_out: u64) -> bool {
+        match partial_in {
+            Some(input) if partial_out > 0 => {
+                input as f64 / partial_out as f64 >= self.min_reduction
+            }
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::physical_plan::collect;
+    use datafusion::physical_plan::repartition::RepartitionExec;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    #[tokio::test]
+    async fn merged_partials_give_the_same_final_answer() {
+        let config = SessionConfig::new()
+            .with_target_partitions(3)
+            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.sql("CREATE TABLE t AS SELECT value % 7 AS k, value AS v FROM generate_series(1, 500)")
+            .await
+            .unwrap();
+        let sql = "SELECT k, sum(v) AS s, count(*) AS c, avg(v) AS a FROM t GROUP BY k ORDER BY k";
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let expected = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+
+        // Put a PartialReduce between the partial aggregate and its exchange, as the combine
+        // stage does, and check the final answer does not change.
+        let rewritten = insert_combine(plan).unwrap();
+        let actual = collect(rewritten, ctx.task_ctx()).await.unwrap();
+        assert_eq!(
+            arrow::util::pretty::pretty_format_batches(&actual)
+                .unwrap()
+                .to_string(),
+            arrow::util::pretty::pretty_format_batches(&expected)
+                .unwrap()
+                .to_string()
+        );
+    }
+
+    fn insert_combine(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>()
+            && let Some(spec) =
+                CombineSpec::for_exchange(repartition.input(), repartition.partitioning(), 2.0)
+        {
+            let merged = spec.plan(repartition.input().clone(), true)?;
+            return plan
+                .clone()
+                .replace_children(vec![merged], crate::planner::recompute());
+        }
+        let children = plan
+            .children()
+            .into_iter()
+            .map(|c| insert_combine(c.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        if children.is_empty() {
+            return Ok(plan);
+        }
+        plan.replace_children(children, crate::planner::recompute())
+    }
+
+    #[test]
+    fn merge_is_skipped_when_groups_are_about_as_many_as_rows() {
+        let spec = CombineSpec {
+            partial: dummy_partial(),
+            partitioning: Partitioning::UnknownPartitioning(1),
+            min_reduction: 2.0,
+        };
+        assert!(spec.should_merge(Some(1000), 10));
+        assert!(!spec.should_merge(Some(1000), 900));
+        assert!(spec.should_merge(None, 900), "unmeasured: merge");
+    }
+
+    fn dummy_partial() -> Arc<AggregateExec> {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::physical_plan::aggregates::PhysicalGroupBy;
+        use datafusion::physical_plan::empty::EmptyExec;
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let input = Arc::new(EmptyExec::new(schema.clone()));
+        Arc::new(
+            AggregateExec::try_new(
+                AggregateMode::Partial,
+                PhysicalGroupBy::default(),
+                vec![],
+                vec![],
+                input,
+                schema,
+            )
+            .unwrap(),
+        )
+    }
+}
