@@ -69,6 +69,8 @@ pub struct StageMetrics {
     pub shuffle_uncompressed_bytes: u64,
     pub shuffle_rows: u64,
     pub elapsed_ms: u64,
+    /// The planner rules that shaped the stage and what they decided.
+    pub rules: Vec<String>,
 }
 
 impl From<&JobStatus> for JobMetrics {
@@ -87,6 +89,7 @@ impl From<&JobStatus> for JobMetrics {
                 shuffle_uncompressed_bytes: s.shuffle_uncompressed_bytes,
                 shuffle_rows: s.shuffle_rows,
                 elapsed_ms: s.elapsed_ms,
+                rules: s.rules.clone(),
             })
             .collect();
         JobMetrics {

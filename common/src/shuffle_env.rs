@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -15,9 +16,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::MAX_MESSAGE_BYTES;
 use crate::compression::WireCompression;
-use crate::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
+use crate::flight_fetch::{encode_ticket, fetch_batches};
 use crate::ids::WorkerId;
-use crate::shuffle_reader::SpoolLocation;
+use crate::shuffle_reader::{ReadCounters, SpoolLocation};
 use crate::spool::{Spool, SpoolFileWriter};
 
 #[derive(Debug)]
@@ -82,7 +83,7 @@ impl BroadcastCache {
         env: &ShuffleEnv,
         source: &SpoolLocation,
         compression: WireCompression,
-        counter: &Arc<WireCounter>,
+        counters: &ReadCounters,
     ) -> Result<PathBuf> {
         let path = env.spool.broadcast_copy(
             &source.job_id,
@@ -102,9 +103,13 @@ impl BroadcastCache {
                 let client = env.flight.get(&source.endpoint)?;
                 let ticket = encode_ticket(&source.ticket(compression));
                 let mut batches =
-                    fetch_batches(client, &source.endpoint, ticket, counter.clone()).await?;
+                    fetch_batches(client, &source.endpoint, ticket, counters.remote.clone())
+                        .await?;
                 let mut file: Option<SpoolFileWriter> = None;
                 while let Some(batch) = batches.try_next().await? {
+                    counters
+                        .remote_rows
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                     if file.is_none() {
                         file = Some(SpoolFileWriter::create(path.clone(), &batch.schema())?);
                     }

@@ -249,7 +249,7 @@ async fn read_source(
     if mode.broadcast {
         let path = env
             .broadcast_cache
-            .fetch_once(&env, &source, mode.compression, &counters.remote)
+            .fetch_once(&env, &source, mode.compression, &counters)
             .await?;
         return read_local(&path, counters);
     }

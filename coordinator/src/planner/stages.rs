@@ -164,8 +164,13 @@ impl StageCutter {
         }
 
         if collects_left_side(&plan)
-            && let Some(left) = broadcast_reader(plan.children()[0])
+            && let Some((left, producer)) = broadcast_reader(plan.children()[0])
         {
+            let rule = "broadcast: read once per worker".to_string();
+            let producer = &mut self.stages[producer.0 as usize - 1];
+            if !producer.rules.contains(&rule) {
+                producer.rules.push(rule);
+            }
             let right = plan.children()[1].clone();
             return plan.replace_children(vec![left, right], recompute());
         }
@@ -267,8 +272,9 @@ fn collects_left_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
         || plan.is::<CrossJoinExec>()
 }
 
-/// `Coalesce(reader)` on a join's left side, with the reader in broadcast mode.
-fn broadcast_reader(left: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+/// `Coalesce(reader)` on a join's left side, with the reader in broadcast mode, and the stage
+/// it reads.
+fn broadcast_reader(left: &Arc<dyn ExecutionPlan>) -> Option<(Arc<dyn ExecutionPlan>, StageId)> {
     let coalesce = left.downcast_ref::<CoalescePartitionsExec>()?;
     let reader = coalesce.input().downcast_ref::<ShuffleReaderExec>()?;
     if reader.mode().broadcast {
@@ -278,15 +284,18 @@ fn broadcast_reader(left: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPl
         broadcast: true,
         ..reader.mode()
     };
+    let stage = reader.stage_id();
     let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::unresolved(
-        reader.stage_id(),
+        stage,
         reader.schema(),
         reader.partitions().len(),
         mode,
     ));
-    left.clone()
+    let left = left
+        .clone()
         .replace_children(vec![reader], recompute())
-        .ok()
+        .ok()?;
+    Some((left, stage))
 }
 
 /// The stages whose readers sit in `plan` (not looking through other stages).
