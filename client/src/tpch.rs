@@ -10,6 +10,7 @@
 //! are `Int32`, money and quantities are `Decimal128(15, 2)`, dates are
 //! `Date32` and strings are `Utf8View`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use tally_common::bucketing::{BucketSpec, BucketedParquetWriter};
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
     PartSuppGenerator, RegionGenerator, SupplierGenerator,
@@ -76,6 +78,8 @@ pub struct GeneratedTable {
 /// Errors of [`generate_tpch`].
 #[derive(Debug, thiserror::Error)]
 pub enum TpchGenError {
+    #[error("bucketing {path}: {message}")]
+    Bucketing { path: PathBuf, message: String },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -128,6 +132,28 @@ pub fn generate_tpch(
     out: &Path,
     parts: usize,
 ) -> Result<Vec<GeneratedTable>, TpchGenError> {
+    generate_tpch_bucketed(scale, out, parts, &BTreeMap::new())
+}
+
+/// Like [`generate_tpch`], with the tables named in `bucketing` written as bucketed tables:
+/// `bucket-<b>.parquet` files split by the hash of the bucket columns, plus the bucketing
+/// record Tally's catalog reads.
+pub fn generate_tpch_bucketed(
+    scale: f64,
+    out: &Path,
+    parts: usize,
+    bucketing: &BTreeMap<String, BucketSpec>,
+) -> Result<Vec<GeneratedTable>, TpchGenError> {
+    if let Some(unknown) = bucketing
+        .keys()
+        .find(|t| !TPCH_TABLES.contains(&t.as_str()))
+    {
+        return Err(TpchGenError::InvalidScale {
+            scale,
+            parts,
+            path: out.join(unknown),
+        });
+    }
     let part_count = i32::try_from(parts).ok().filter(|p| *p >= 1);
     let part_count = match part_count {
         Some(p) if scale.is_finite() && scale > 0.0 => p,
@@ -144,29 +170,30 @@ pub fn generate_tpch(
     for name in TPCH_TABLES {
         let dir = out.join(name);
         prepare_dir(&dir)?;
+        let buckets = bucketing.get(name);
         let table = match name {
-            "region" => write_table(&dir, name, 1, |p, n| {
+            "region" => write_table(&dir, name, 1, buckets, |p, n| {
                 RegionArrow::new(RegionGenerator::new(scale, p, n))
             })?,
-            "nation" => write_table(&dir, name, 1, |p, n| {
+            "nation" => write_table(&dir, name, 1, buckets, |p, n| {
                 NationArrow::new(NationGenerator::new(scale, p, n))
             })?,
-            "supplier" => write_table(&dir, name, part_count, |p, n| {
+            "supplier" => write_table(&dir, name, part_count, buckets, |p, n| {
                 SupplierArrow::new(SupplierGenerator::new(scale, p, n))
             })?,
-            "customer" => write_table(&dir, name, part_count, |p, n| {
+            "customer" => write_table(&dir, name, part_count, buckets, |p, n| {
                 CustomerArrow::new(CustomerGenerator::new(scale, p, n))
             })?,
-            "part" => write_table(&dir, name, part_count, |p, n| {
+            "part" => write_table(&dir, name, part_count, buckets, |p, n| {
                 PartArrow::new(PartGenerator::new(scale, p, n))
             })?,
-            "partsupp" => write_table(&dir, name, part_count, |p, n| {
+            "partsupp" => write_table(&dir, name, part_count, buckets, |p, n| {
                 PartSuppArrow::new(PartSuppGenerator::new(scale, p, n))
             })?,
-            "orders" => write_table(&dir, name, part_count, |p, n| {
+            "orders" => write_table(&dir, name, part_count, buckets, |p, n| {
                 OrderArrow::new(OrderGenerator::new(scale, p, n))
             })?,
-            "lineitem" => write_table(&dir, name, part_count, |p, n| {
+            "lineitem" => write_table(&dir, name, part_count, buckets, |p, n| {
                 LineItemArrow::new(LineItemGenerator::new(scale, p, n))
             })?,
             other => unreachable!("unknown TPC-H table {other}"),
@@ -176,14 +203,59 @@ pub fn generate_tpch(
     Ok(tables)
 }
 
-/// Create `dir` and remove stale `part-*.parquet` files from it.
+/// All parts of one table, split into bucket files.
+fn write_bucketed_table<I, F>(
+    dir: &Path,
+    name: &str,
+    part_count: i32,
+    spec: &BucketSpec,
+    make: F,
+) -> Result<GeneratedTable, TpchGenError>
+where
+    I: RecordBatchIterator,
+    F: Fn(i32, i32) -> I,
+{
+    let bucket_err = |e: datafusion::error::DataFusionError| TpchGenError::Bucketing {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut writer: Option<BucketedParquetWriter> = None;
+    let mut rows = 0u64;
+    for part in 1..=part_count {
+        let batches = make(part, part_count);
+        if writer.is_none() {
+            let schema = Arc::clone(batches.schema());
+            writer = Some(
+                BucketedParquetWriter::try_new(dir, schema, spec.clone()).map_err(bucket_err)?,
+            );
+        }
+        let writer = writer.as_mut().expect("created above");
+        for batch in batches {
+            rows += batch.num_rows() as u64;
+            writer.write(batch).map_err(bucket_err)?;
+        }
+    }
+    if let Some(writer) = writer {
+        writer.finish().map_err(bucket_err)?;
+    }
+    Ok(GeneratedTable {
+        name: name.to_string(),
+        path: dir.to_path_buf(),
+        rows,
+        files: spec.buckets,
+    })
+}
+
+/// Create `dir` and remove stale data files and bucketing records from it.
 fn prepare_dir(dir: &Path) -> Result<(), TpchGenError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let file_name = entry.file_name();
         let file_name = file_name.to_string_lossy();
-        if file_name.starts_with("part-") && file_name.ends_with(".parquet") {
+        let stale = (file_name.starts_with("part-") || file_name.starts_with("bucket-"))
+            && file_name.ends_with(".parquet");
+        if stale || file_name == tally_common::bucketing::METADATA_FILE {
             let path = entry.path();
             fs::remove_file(&path).map_err(io_err(&path))?;
         }
@@ -197,12 +269,16 @@ fn write_table<I, F>(
     dir: &Path,
     name: &str,
     part_count: i32,
+    buckets: Option<&BucketSpec>,
     make: F,
 ) -> Result<GeneratedTable, TpchGenError>
 where
     I: RecordBatchIterator,
     F: Fn(i32, i32) -> I,
 {
+    if let Some(spec) = buckets {
+        return write_bucketed_table(dir, name, part_count, spec, make);
+    }
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();

@@ -20,6 +20,7 @@ use prost::Message;
 use tally_proto::plan as pb;
 use tally_proto::plan::tally_plan_node::Node;
 
+use crate::bucketing::BucketSinkExec;
 use crate::ids::{JobId, StageId};
 use crate::ipc::{schema_from_bytes, schema_to_bytes};
 use crate::shuffle_reader::{ReadMode, ShuffleReaderExec, SpoolLocation};
@@ -75,6 +76,15 @@ impl PhysicalExtensionCodec for TallyCodec {
                     partitioning,
                 )))
             }
+            Node::BucketSink(sink) => {
+                let [input] = inputs else {
+                    return Err(decode_error("BucketSinkExec needs one input".to_string()));
+                };
+                Ok(Arc::new(BucketSinkExec::new(
+                    input.clone(),
+                    sink.dir.into(),
+                )))
+            }
             Node::Reader(reader) => {
                 let schema = schema_from_bytes(&reader.schema)?;
                 let mode = ReadMode {
@@ -128,6 +138,10 @@ impl PhysicalExtensionCodec for TallyCodec {
                     .collect(),
                 compression: pb::Compression::from(reader.mode().compression) as i32,
                 broadcast: reader.mode().broadcast,
+            })
+        } else if let Some(sink) = node.downcast_ref::<BucketSinkExec>() {
+            Node::BucketSink(pb::BucketSinkNode {
+                dir: sink.dir().to_string_lossy().to_string(),
             })
         } else {
             return Err(DataFusionError::NotImplemented(format!(

@@ -2,6 +2,7 @@
 //! stages, their datafusion-proto codec, the spool of stage outputs and the Flight transfer
 //! between workers.
 
+pub mod bucketing;
 pub mod codec;
 pub mod compression;
 pub mod flight_fetch;

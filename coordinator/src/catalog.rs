@@ -2,10 +2,14 @@
 //! reads only their schemas and footers; workers read the data.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::SessionContext;
 
+use tally_common::bucketing::BucketSpec;
+
+use crate::bucketed_table::BucketedTable;
 use crate::error::CoordinatorError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,7 @@ pub(crate) struct TableEntry {
     pub name: String,
     pub path: PathBuf,
     pub format: TableFormat,
+    pub bucketing: Option<BucketSpec>,
 }
 
 /// Registers `path` as table `name` in `ctx`, replacing a table of the same name.
@@ -109,9 +114,28 @@ pub(crate) async fn register_table(
             crate::error::one_line(&e.to_string())
         ))
     })?;
+    let bucketing = match format {
+        TableFormat::Parquet if path.is_dir() => {
+            BucketSpec::read(&path).map_err(CoordinatorError::from_datafusion)?
+        }
+        _ => None,
+    };
+    if let Some(spec) = &bucketing {
+        let files = ctx
+            .table_provider(name)
+            .await
+            .map_err(CoordinatorError::from_datafusion)?;
+        spec.partitioning(&files.schema())
+            .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))?;
+        ctx.deregister_table(name)
+            .map_err(CoordinatorError::from_datafusion)?;
+        ctx.register_table(name, Arc::new(BucketedTable::new(files, spec.clone())))
+            .map_err(CoordinatorError::from_datafusion)?;
+    }
     Ok(TableEntry {
         name: name.to_string(),
         path,
         format,
+        bucketing,
     })
 }

@@ -39,6 +39,8 @@ pub(crate) struct Job {
     pub result_schema: SchemaRef,
     /// How the answer is compressed on its way to the client.
     pub result_compression: WireCompression,
+    /// The job succeeds only once its finalizer (e.g. registering the table it wrote) is done.
+    pub awaits_finalizer: bool,
     updates: watch::Sender<u64>,
 }
 
@@ -110,6 +112,12 @@ impl Job {
 
     fn stage_mut(&mut self, id: StageId) -> &mut StageRun {
         &mut self.stages[id.0 as usize - 1]
+    }
+
+    /// Every stage has finished its tasks.
+    pub(crate) fn stages_done(&self) -> bool {
+        self.final_stage()
+            .is_some_and(|s| s.state == StageState::Succeeded)
     }
 
     pub(crate) fn final_stage(&self) -> Option<&StageRun> {
@@ -242,10 +250,7 @@ impl Job {
                 }
             }
         }
-        if self
-            .final_stage()
-            .is_some_and(|s| s.state == StageState::Succeeded)
-        {
+        if self.stages_done() && !self.awaits_finalizer {
             self.finish(JobState::Succeeded, String::new());
         }
         Ok(dispatches)
@@ -360,6 +365,7 @@ impl JobManager {
         settings: JobSettings,
         plan: DistributedPlan,
         rules: &Rules,
+        awaits_finalizer: bool,
     ) {
         let schema = plan.final_stage().plan.input().schema();
         let stages = plan
@@ -382,6 +388,7 @@ impl JobManager {
         let mut job = new_job(id.clone(), sql, settings, stages, schema);
         job.state = JobState::Running;
         job.result_compression = rules.compression;
+        job.awaits_finalizer = awaits_finalizer;
         for stage in &job.stages {
             tracing::debug!(job_id = %id, stage_id = %stage.plan.id, tasks = stage.tasks.len(), plan = %displayable(stage.plan.plan.as_ref()).indent(false), "stage planned");
         }
@@ -462,6 +469,18 @@ impl JobManager {
         }
     }
 
+    /// Ends a job whose stages are done and whose finalizer has run.
+    pub(crate) fn finalize(self: &Arc<Self>, id: &JobId, outcome: Result<(), String>) {
+        let mut jobs = self.jobs.lock().expect("job table poisoned");
+        let Some(job) = jobs.get_mut(id) else { return };
+        match outcome {
+            Ok(()) => job.finish(JobState::Succeeded, String::new()),
+            Err(error) => job.finish(JobState::Failed, error),
+        }
+        job.notify();
+        self.after_finish(job);
+    }
+
     pub(crate) fn cancel(self: &Arc<Self>, id: &JobId) -> Option<JobState> {
         let mut jobs = self.jobs.lock().expect("job table poisoned");
         let job = jobs.get_mut(id)?;
@@ -539,6 +558,7 @@ fn new_job(
         stages,
         result_schema,
         result_compression: WireCompression::None,
+        awaits_finalizer: false,
         updates: watch::channel(0).0,
     }
 }

@@ -1,7 +1,9 @@
 //! The Tally coordinator: catalog, SQL planning, cutting plans into stages, scheduling their
 //! tasks on workers, and job state.
 
+mod bucketed_table;
 mod catalog;
+mod ctas;
 mod error;
 mod jobs;
 mod options;

@@ -1,6 +1,7 @@
 //! Starting and stopping a coordinator.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct CoordinatorConfig {
     pub partitions_per_worker: usize,
     /// How long a finished job's answer stays on the workers for the client to fetch.
     pub result_ttl: Duration,
+    /// Where `CREATE TABLE ... AS SELECT` writes a table given no location.
+    pub table_dir: PathBuf,
 }
 
 impl Default for CoordinatorConfig {
@@ -38,6 +41,7 @@ impl Default for CoordinatorConfig {
             heartbeat_timeout: Duration::from_secs(5),
             partitions_per_worker: 2,
             result_ttl: Duration::from_secs(600),
+            table_dir: std::env::temp_dir().join("tally-tables"),
         }
     }
 }
@@ -90,6 +94,7 @@ pub async fn start_coordinator(
         workers.clone(),
         jobs.clone(),
         config.partitions_per_worker,
+        config.table_dir.clone(),
     ));
     let rpc = CoordinatorServiceServer::new(CoordinatorRpc::new(
         state.clone(),

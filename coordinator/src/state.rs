@@ -2,6 +2,7 @@
 //! into a running job.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::Schema;
@@ -11,11 +12,15 @@ use tally_common::ids::JobId;
 use tally_common::ipc::schema_to_bytes;
 use tally_proto::coordinator::TableInfo;
 
+use datafusion::physical_plan::repartition::RepartitionExec;
+use tally_common::bucketing::BucketSinkExec;
+
 use crate::catalog::{TableEntry, TableFormat, register_table};
+use crate::ctas::{BucketedCtas, parse_bucketed_ctas};
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
 use crate::planner::plan_job;
-use crate::session::{JobSettings, base_config, job_session};
+use crate::session::{JobSession, JobSettings, base_config, job_session};
 use crate::workers::WorkerRegistry;
 
 pub(crate) struct CoordinatorState {
@@ -25,6 +30,8 @@ pub(crate) struct CoordinatorState {
     pub jobs: Arc<JobManager>,
     /// Hash partitions per exchange for each live worker, unless the job sets its own.
     partitions_per_worker: usize,
+    /// Where `CREATE TABLE ... AS SELECT` writes tables without a location.
+    table_dir: PathBuf,
 }
 
 impl CoordinatorState {
@@ -32,6 +39,7 @@ impl CoordinatorState {
         workers: Arc<WorkerRegistry>,
         jobs: Arc<JobManager>,
         partitions_per_worker: usize,
+        table_dir: PathBuf,
     ) -> Self {
         Self {
             base: SessionContext::new_with_config(base_config()),
@@ -39,6 +47,7 @@ impl CoordinatorState {
             workers,
             jobs,
             partitions_per_worker,
+            table_dir,
         }
     }
 
@@ -91,13 +100,14 @@ impl CoordinatorState {
             format: entry.format.as_str().to_string(),
             schema: schema_to_bytes(&table.schema())
                 .map_err(|e| CoordinatorError::Internal(e.to_string()))?,
+            bucketing: entry.bucketing.map(|b| b.to_string()).unwrap_or_default(),
         })
     }
 
     /// Plans `sql` and starts it as a job. Errors in the query are returned here, before any
     /// job exists.
     pub(crate) async fn submit(
-        &self,
+        self: &Arc<Self>,
         sql: &str,
         settings: JobSettings,
     ) -> Result<JobId, CoordinatorError> {
@@ -110,6 +120,14 @@ impl CoordinatorState {
             &settings,
             workers.max(1) * self.partitions_per_worker,
         )?;
+        if let Some(ctas) = parse_bucketed_ctas(sql)? {
+            if workers == 0 {
+                return Err(CoordinatorError::NoWorkers);
+            }
+            return self
+                .create_bucketed_table(sql, ctas, session, workers)
+                .await;
+        }
         let state = session.ctx.state();
         let logical = state
             .create_logical_plan(sql)
@@ -155,7 +173,100 @@ impl CoordinatorState {
             session.worker_settings,
             distributed,
             &session.rules,
+            false,
         );
+        Ok(id)
+    }
+
+    /// Runs a bucketed CTAS; the job succeeds once the table is registered.
+    async fn create_bucketed_table(
+        self: &Arc<Self>,
+        sql: &str,
+        ctas: BucketedCtas,
+        session: JobSession,
+        workers: usize,
+    ) -> Result<JobId, CoordinatorError> {
+        if self
+            .tables
+            .lock()
+            .expect("table list poisoned")
+            .contains_key(&ctas.name)
+        {
+            return Err(CoordinatorError::Query(format!(
+                "table {} already exists",
+                ctas.name
+            )));
+        }
+        let dir = ctas
+            .location
+            .clone()
+            .unwrap_or_else(|| self.table_dir.join(&ctas.name));
+        let occupied = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
+        if occupied {
+            return Err(CoordinatorError::Query(format!(
+                "cannot create table {} at {}: the folder is not empty",
+                ctas.name,
+                dir.display()
+            )));
+        }
+        let state = session.ctx.state();
+        let plan = async {
+            let logical = state.create_logical_plan(&ctas.query).await?;
+            let query = state.create_physical_plan(&logical).await?;
+            let partitioning = ctas.spec.partitioning(&query.schema())?;
+            let bucketed = Arc::new(RepartitionExec::try_new(query, partitioning)?);
+            Ok::<_, datafusion::error::DataFusionError>(Arc::new(BucketSinkExec::new(
+                bucketed,
+                dir.clone(),
+            )))
+        }
+        .await
+        .map_err(CoordinatorError::from_datafusion)?;
+        let id = JobId::new_random();
+        let partitions = state.config().options().execution.target_partitions;
+        let distributed = plan_job(&id, plan, &session.rules, partitions, workers)
+            .map_err(CoordinatorError::from_datafusion)?;
+        self.jobs.start(
+            id.clone(),
+            sql.to_string(),
+            session.worker_settings,
+            distributed,
+            &session.rules,
+            true,
+        );
+        let Some(mut updates) = self.jobs.subscribe(&id) else {
+            return Ok(id);
+        };
+        let this = self.clone();
+        let job = id.clone();
+        tokio::spawn(async move {
+            loop {
+                let done = this
+                    .jobs
+                    .with_job(&job, |j| (j.stages_done(), j.is_finished()));
+                match done {
+                    Some((_, true)) | None => return,
+                    Some((true, false)) => break,
+                    Some((false, false)) => {}
+                }
+                if updates.changed().await.is_err() {
+                    return;
+                }
+            }
+            let outcome = async {
+                ctas.spec.write(&dir).map_err(|e| e.to_string())?;
+                this.register_table(
+                    &ctas.name,
+                    &dir.to_string_lossy(),
+                    Some(TableFormat::Parquet),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            }
+            .await;
+            this.jobs.finalize(&job, outcome);
+        });
         Ok(id)
     }
 

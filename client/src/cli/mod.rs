@@ -55,6 +55,13 @@ pub struct GenTpchArgs {
     /// Files per large table, so scans split into that many tasks.
     #[arg(long, default_value_t = 6)]
     pub parts: usize,
+    /// Write TABLE as a bucketed table on COLUMNS (comma separated), e.g.
+    /// `--bucket-by orders=o_orderkey --bucket-by lineitem=l_orderkey`.
+    #[arg(long = "bucket-by", value_name = "TABLE=COLUMNS")]
+    pub bucket_by: Vec<String>,
+    /// Buckets per bucketed table.
+    #[arg(long, default_value_t = 6)]
+    pub buckets: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -84,6 +91,10 @@ pub struct CoordinatorArgs {
     /// Hash partitions per exchange for each live worker.
     #[arg(long, default_value_t = 2)]
     pub partitions_per_worker: usize,
+    /// Where CREATE TABLE ... AS SELECT writes tables given no location (a folder every
+    /// worker can write).
+    #[arg(long)]
+    pub table_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

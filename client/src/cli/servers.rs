@@ -13,10 +13,22 @@ use crate::client::Client;
 use crate::error::ClientError;
 use crate::local::{LocalCluster, LocalClusterOptions};
 use crate::output::human_bytes;
-use crate::tpch::generate_tpch;
+use crate::tpch::generate_tpch_bucketed;
+use std::collections::BTreeMap;
+use tally_common::bucketing::BucketSpec;
 
 pub(crate) fn gen_tpch(args: GenTpchArgs) -> Result<(), ClientError> {
-    let tables = generate_tpch(args.scale, &args.out, args.parts)
+    let mut bucketing = BTreeMap::new();
+    for spec in &args.bucket_by {
+        let (table, columns) = spec.split_once('=').ok_or_else(|| {
+            ClientError::Query(format!("--bucket-by {spec}: expected TABLE=COLUMNS"))
+        })?;
+        let columns = columns.split(',').map(|c| c.trim().to_string()).collect();
+        let bucket_spec = BucketSpec::new(columns, args.buckets)
+            .map_err(|e| ClientError::Query(format!("--bucket-by {spec}: {e}")))?;
+        bucketing.insert(table.trim().to_string(), bucket_spec);
+    }
+    let tables = generate_tpch_bucketed(args.scale, &args.out, args.parts, &bucketing)
         .map_err(|e| ClientError::Local(e.to_string()))?;
     for table in tables {
         println!(
@@ -58,11 +70,14 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), ClientError> {
 
 pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError> {
     let tables = parse_tables(&args.tables)?;
-    let config = CoordinatorConfig {
+    let mut config = CoordinatorConfig {
         bind: args.bind,
         partitions_per_worker: args.partitions_per_worker.max(1),
         ..Default::default()
     };
+    if let Some(dir) = args.table_dir {
+        config.table_dir = dir;
+    }
     let coordinator = start_coordinator(config)
         .await
         .map_err(|e| ClientError::Local(e.to_string()))?;

@@ -13,6 +13,7 @@ use tally_common::ids::JobId;
 pub(crate) use stages::{DistributedPlan, Exchange, StagePlan};
 
 use crate::options::Rules;
+use rules::colocated_joins::join_colocated_inputs;
 use rules::distributable_joins::make_joins_distributable;
 use rules::raw_row_aggregation::aggregate_raw_rows;
 
@@ -25,7 +26,11 @@ pub(crate) fn plan_job(
     workers: usize,
 ) -> Result<DistributedPlan> {
     let broadcast = rules.broadcast_threshold_bytes > 0;
-    let mut plan = make_joins_distributable(plan, partitions, broadcast)?;
+    let mut plan = plan;
+    if rules.bucketed_scans {
+        plan = join_colocated_inputs(plan)?;
+    }
+    plan = make_joins_distributable(plan, partitions, broadcast)?;
     if !rules.partial_aggregation {
         plan = aggregate_raw_rows(plan)?;
     }

@@ -151,6 +151,9 @@ pub struct TableInfo {
     /// Arrow IPC encoded schema.
     #[prost(bytes = "vec", tag = "4")]
     pub schema: ::prost::alloc::vec::Vec<u8>,
+    /// e.g. "8 buckets by (o_orderkey)"; empty when not bucketed.
+    #[prost(string, tag = "5")]
+    pub bucketing: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

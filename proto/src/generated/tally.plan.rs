@@ -81,7 +81,7 @@ pub struct ShuffleTicket {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TallyPlanNode {
-    #[prost(oneof = "tally_plan_node::Node", tags = "1, 2")]
+    #[prost(oneof = "tally_plan_node::Node", tags = "1, 2, 3")]
     pub node: ::core::option::Option<tally_plan_node::Node>,
 }
 /// Nested message and enum types in `TallyPlanNode`.
@@ -93,7 +93,16 @@ pub mod tally_plan_node {
         Writer(super::ShuffleWriterNode),
         #[prost(message, tag = "2")]
         Reader(super::ShuffleReaderNode),
+        #[prost(message, tag = "3")]
+        BucketSink(super::BucketSinkNode),
     }
+}
+/// Writes partition b of its input as bucket file b of a bucketed table folder.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BucketSinkNode {
+    #[prost(string, tag = "1")]
+    pub dir: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
