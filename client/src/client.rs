@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
 use futures::TryStreamExt;
 use serde::Serialize;
 use tally_common::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
@@ -207,6 +208,19 @@ impl Client {
 
     /// Fetches the answer of a finished job from the workers that hold it, in order.
     pub async fn fetch_results(&self, status: &JobStatus) -> Result<QueryResult, ClientError> {
+        if !status.inline_result.is_empty() {
+            let reader = StreamReader::try_new(std::io::Cursor::new(&status.inline_result), None)
+                .map_err(|e| ClientError::Fetch(e.to_string()))?;
+            let schema = reader.schema();
+            let batches = reader
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClientError::Fetch(e.to_string()))?;
+            return Ok(QueryResult {
+                schema,
+                batches,
+                metrics: JobMetrics::from(status),
+            });
+        }
         let schema = schema_from_bytes(&status.result_schema)
             .map_err(|e| ClientError::Fetch(e.to_string()))?;
         let mut batches = Vec::new();

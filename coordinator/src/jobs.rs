@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow::datatypes::SchemaRef;
-use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::displayable;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use tally_common::codec::encode_plan;
 use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId, TaskKey, WorkerId};
@@ -41,6 +43,8 @@ pub(crate) struct Job {
     pub result_compression: WireCompression,
     /// The job succeeds only once its finalizer (e.g. registering the table it wrote) is done.
     pub awaits_finalizer: bool,
+    /// An answer made by the coordinator (EXPLAIN), as an Arrow IPC stream.
+    pub inline_result: Vec<u8>,
     updates: watch::Sender<u64>,
 }
 
@@ -92,6 +96,20 @@ impl StageRun {
     }
 }
 
+/// True when the stage scans a table whose partitions are declared hash partitioned (buckets).
+fn reads_buckets(plan: &Arc<ShuffleWriterExec>) -> bool {
+    let mut pending: Vec<Arc<dyn ExecutionPlan>> = vec![plan.input().clone()];
+    while let Some(node) = pending.pop() {
+        if node.is::<DataSourceExec>()
+            && matches!(node.output_partitioning(), Partitioning::Hash(..))
+        {
+            return true;
+        }
+        pending.extend(node.children().into_iter().cloned());
+    }
+    false
+}
+
 /// A RunTask call to make once the job table is unlocked.
 struct Dispatch {
     worker: WorkerRef,
@@ -127,7 +145,7 @@ impl Job {
     /// Where the answer is: the final stage's one output piece per task, in task order.
     pub(crate) fn results(&self) -> Vec<SpoolLocation> {
         match self.final_stage() {
-            Some(stage) if self.state == JobState::Succeeded => {
+            Some(stage) if self.state == JobState::Succeeded && self.inline_result.is_empty() => {
                 sources(&self.id, stage).into_iter().flatten().collect()
             }
             _ => Vec::new(),
@@ -177,7 +195,6 @@ impl Job {
     /// Starts every stage whose inputs are complete; returns the RunTask calls to make.
     fn launch_ready_stages(&mut self, workers: &[WorkerRef]) -> Result<Vec<Dispatch>, String> {
         let mut dispatches = Vec::new();
-        let mut next_worker = 0usize;
         loop {
             let ready: Vec<usize> = (0..self.stages.len())
                 .filter(|&i| {
@@ -213,6 +230,14 @@ impl Job {
                     return Err("no live workers to run the job on".to_string());
                 }
                 stage.state = StageState::Running;
+                // Task p of a stage scanning bucketed tables runs on worker p mod W, so bucket
+                // p of every table bucketed alike is read on the same worker in every stage and
+                // job. Other stages start one worker further along, to spread single tasks.
+                let offset = if reads_buckets(stage.launched_plan()) {
+                    0
+                } else {
+                    stage.plan.id.0 as usize
+                };
                 for (partition, task) in stage.tasks.iter_mut().enumerate() {
                     let worker = match &launch.pinned {
                         Some(pinned) => {
@@ -226,10 +251,7 @@ impl Job {
                             }
                             holder.clone()
                         }
-                        None => {
-                            next_worker += 1;
-                            workers[(next_worker - 1) % workers.len()].clone()
-                        }
+                        None => workers[(partition + offset) % workers.len()].clone(),
                     };
                     task.worker = Some(worker.clone());
                     task.running = true;
@@ -348,9 +370,17 @@ impl JobManager {
         self.with_job(id, |job| job.updates.subscribe())
     }
 
-    /// Records a job that needed no workers (DDL), already finished.
-    pub(crate) fn insert_finished(&self, id: JobId, sql: String, schema: SchemaRef) {
+    /// Records a job that needed no workers (DDL, EXPLAIN), already finished, with the answer
+    /// the coordinator made for it, if any.
+    pub(crate) fn insert_finished(
+        &self,
+        id: JobId,
+        sql: String,
+        schema: SchemaRef,
+        inline_result: Vec<u8>,
+    ) {
         let mut job = new_job(id.clone(), sql, JobSettings::default(), Vec::new(), schema);
+        job.inline_result = inline_result;
         job.finish(JobState::Succeeded, String::new());
         self.jobs
             .lock()
@@ -469,12 +499,23 @@ impl JobManager {
         }
     }
 
-    /// Ends a job whose stages are done and whose finalizer has run.
-    pub(crate) fn finalize(self: &Arc<Self>, id: &JobId, outcome: Result<(), String>) {
+    /// Ends a job whose stages are done and whose finalizer has run; the finalizer may have
+    /// made the answer itself.
+    pub(crate) fn finalize(
+        self: &Arc<Self>,
+        id: &JobId,
+        outcome: Result<Option<(SchemaRef, Vec<u8>)>, String>,
+    ) {
         let mut jobs = self.jobs.lock().expect("job table poisoned");
         let Some(job) = jobs.get_mut(id) else { return };
         match outcome {
-            Ok(()) => job.finish(JobState::Succeeded, String::new()),
+            Ok(answer) => {
+                if let Some((schema, bytes)) = answer {
+                    job.result_schema = schema;
+                    job.inline_result = bytes;
+                }
+                job.finish(JobState::Succeeded, String::new())
+            }
             Err(error) => job.finish(JobState::Failed, error),
         }
         job.notify();
@@ -559,6 +600,7 @@ fn new_job(
         result_schema,
         result_compression: WireCompression::None,
         awaits_finalizer: false,
+        inline_result: Vec::new(),
         updates: watch::channel(0).0,
     }
 }

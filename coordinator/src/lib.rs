@@ -5,6 +5,7 @@ mod bucketed_table;
 mod catalog;
 mod ctas;
 mod error;
+mod explain;
 mod jobs;
 mod options;
 mod planner;

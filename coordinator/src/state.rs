@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use tally_common::ids::JobId;
@@ -18,9 +18,11 @@ use tally_common::bucketing::BucketSinkExec;
 use crate::catalog::{TableEntry, TableFormat, register_table};
 use crate::ctas::{BucketedCtas, parse_bucketed_ctas};
 use crate::error::CoordinatorError;
+use crate::explain::{estimate_shuffle_bytes, explain_batch, planned_stages, to_ipc};
 use crate::jobs::JobManager;
-use crate::planner::plan_job;
+use crate::planner::{plan_job, rewrite};
 use crate::session::{JobSession, JobSettings, base_config, job_session};
+use crate::status::job_status;
 use crate::workers::WorkerRegistry;
 
 pub(crate) struct CoordinatorState {
@@ -138,9 +140,25 @@ impl CoordinatorState {
         match &logical {
             LogicalPlan::Ddl(ddl) => {
                 self.run_ddl(ddl, sql).await?;
-                self.jobs
-                    .insert_finished(id.clone(), sql.to_string(), Arc::new(Schema::empty()));
+                self.jobs.insert_finished(
+                    id.clone(),
+                    sql.to_string(),
+                    Arc::new(Schema::empty()),
+                    vec![],
+                );
                 return Ok(id);
+            }
+            LogicalPlan::Explain(explain) => {
+                let inner = explain.plan.as_ref().clone();
+                return self
+                    .explain(sql, inner, &settings, session, workers, false)
+                    .await;
+            }
+            LogicalPlan::Analyze(analyze) => {
+                let inner = analyze.input.as_ref().clone();
+                return self
+                    .explain(sql, inner, &settings, session, workers, true)
+                    .await;
             }
             LogicalPlan::Statement(_) => {
                 return Err(CoordinatorError::Query(
@@ -234,17 +252,115 @@ impl CoordinatorState {
             &session.rules,
             true,
         );
-        let Some(mut updates) = self.jobs.subscribe(&id) else {
+        let name = ctas.name.clone();
+        self.finalize_when_stages_done(id.clone(), move |this| async move {
+            ctas.spec.write(&dir).map_err(|e| e.to_string())?;
+            this.register_table(&name, &dir.to_string_lossy(), Some(TableFormat::Parquet))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(None)
+        });
+        Ok(id)
+    }
+
+    /// EXPLAIN shows the distributed plan; EXPLAIN ANALYZE runs it and shows what each stage
+    /// did. Both compare with what the naive plan would shuffle, estimated from statistics.
+    async fn explain(
+        self: &Arc<Self>,
+        sql: &str,
+        inner: LogicalPlan,
+        settings: &JobSettings,
+        session: JobSession,
+        workers: usize,
+        analyze: bool,
+    ) -> Result<JobId, CoordinatorError> {
+        if workers == 0 {
+            return Err(CoordinatorError::NoWorkers);
+        }
+        let id = JobId::new_random();
+        let state = session.ctx.state();
+        let partitions = state.config().options().execution.target_partitions;
+        let physical = state
+            .create_physical_plan(&inner)
+            .await
+            .map_err(CoordinatorError::from_datafusion)?;
+        let distributed = plan_job(&id, physical, &session.rules, partitions, workers)
+            .map_err(CoordinatorError::from_datafusion)?;
+
+        let mut naive_settings = settings.clone();
+        naive_settings
+            .0
+            .insert("tally.planner".to_string(), "naive".to_string());
+        let naive_session = job_session(&self.base, &naive_settings, partitions / 2)?;
+        let naive_physical = naive_session
+            .ctx
+            .state()
+            .create_physical_plan(&inner)
+            .await
+            .map_err(CoordinatorError::from_datafusion)?;
+        let naive = rewrite(naive_physical, &naive_session.rules, partitions)
+            .map_err(CoordinatorError::from_datafusion)?;
+        let estimate = estimate_shuffle_bytes(&naive, workers);
+
+        if !analyze {
+            let summary = format!(
+                "{} stages on {workers} workers; naive plan would shuffle about {estimate}",
+                distributed.stages.len()
+            );
+            let batch = explain_batch(&planned_stages(&distributed), false, summary)
+                .map_err(|e| CoordinatorError::Internal(e.to_string()))?;
+            let bytes = to_ipc(&batch).map_err(|e| CoordinatorError::Internal(e.to_string()))?;
+            self.jobs
+                .insert_finished(id.clone(), sql.to_string(), batch.schema(), bytes);
             return Ok(id);
+        }
+
+        self.jobs.start(
+            id.clone(),
+            sql.to_string(),
+            session.worker_settings,
+            distributed,
+            &session.rules,
+            true,
+        );
+        let job = id.clone();
+        self.finalize_when_stages_done(id.clone(), move |this| async move {
+            let status = this
+                .jobs
+                .with_job(&job, job_status)
+                .ok_or_else(|| format!("job {job} vanished"))?;
+            let shuffled: u64 = status.stages.iter().map(|s| s.shuffle_bytes).sum();
+            let rows: u64 = status.stages.iter().map(|s| s.shuffle_rows).sum();
+            let summary = format!(
+                "shuffled {shuffled} bytes ({rows} rows) between workers in {} ms; answer \
+                 {} rows, {} bytes; naive plan would shuffle about {estimate}",
+                status.elapsed_ms, status.result_rows, status.result_bytes
+            );
+            let batch = explain_batch(&status.stages, true, summary).map_err(|e| e.to_string())?;
+            let bytes = to_ipc(&batch).map_err(|e| e.to_string())?;
+            Ok(Some((batch.schema(), bytes)))
+        });
+        Ok(id)
+    }
+
+    /// Runs `finalizer` once the job's stages are done, then ends the job with its outcome.
+    fn finalize_when_stages_done<F, Fut>(self: &Arc<Self>, id: JobId, finalizer: F)
+    where
+        F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Option<(SchemaRef, Vec<u8>)>, String>>
+            + Send
+            + 'static,
+    {
+        let Some(mut updates) = self.jobs.subscribe(&id) else {
+            return;
         };
         let this = self.clone();
-        let job = id.clone();
         tokio::spawn(async move {
             loop {
-                let done = this
+                match this
                     .jobs
-                    .with_job(&job, |j| (j.stages_done(), j.is_finished()));
-                match done {
+                    .with_job(&id, |j| (j.stages_done(), j.is_finished()))
+                {
                     Some((_, true)) | None => return,
                     Some((true, false)) => break,
                     Some((false, false)) => {}
@@ -253,21 +369,9 @@ impl CoordinatorState {
                     return;
                 }
             }
-            let outcome = async {
-                ctas.spec.write(&dir).map_err(|e| e.to_string())?;
-                this.register_table(
-                    &ctas.name,
-                    &dir.to_string_lossy(),
-                    Some(TableFormat::Parquet),
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-            }
-            .await;
-            this.jobs.finalize(&job, outcome);
+            let outcome = finalizer(this.clone()).await;
+            this.jobs.finalize(&id, outcome);
         });
-        Ok(id)
     }
 
     async fn run_ddl(&self, ddl: &DdlStatement, sql: &str) -> Result<(), CoordinatorError> {

@@ -61,6 +61,7 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
         .collect();
     let final_outputs = job
         .final_stage()
+        .filter(|_| job.inline_result.is_empty())
         .into_iter()
         .flat_map(|s| &s.tasks)
         .flat_map(|t| &t.outputs);
@@ -78,6 +79,7 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
             .submitted_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
+        inline_result: job.inline_result.clone(),
         elapsed_ms: job
             .elapsed
             .unwrap_or_else(|| job.started.elapsed())

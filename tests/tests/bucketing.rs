@@ -127,9 +127,7 @@ async fn create_table_as_select_writes_bucketed_tables_that_join_in_place() {
     assert_eq!(result.metrics.shuffle_bytes, 0, "{:?}", result.metrics);
 
     let error = client
-        .sql(&format!(
-            "CREATE TABLE o WITH (bucket_by = 'o_orderkey', buckets = 4) AS SELECT * FROM orders"
-        ))
+        .sql("CREATE TABLE o WITH (bucket_by = 'o_orderkey', buckets = 4) AS SELECT * FROM orders")
         .await
         .unwrap_err()
         .to_string();

@@ -2,6 +2,8 @@
 //! under `rules/`), then stages cut at every exchange.
 
 pub(crate) mod rules;
+#[cfg(test)]
+mod snapshot_tests;
 mod stages;
 
 use std::sync::Arc;
@@ -25,6 +27,16 @@ pub(crate) fn plan_job(
     partitions: usize,
     workers: usize,
 ) -> Result<DistributedPlan> {
+    let plan = rewrite(plan, rules, partitions)?;
+    stages::cut_stages(job, plan, rules, workers)
+}
+
+/// Tally's rewrites of a single-node physical plan, before it is cut into stages.
+pub(crate) fn rewrite(
+    plan: Arc<dyn ExecutionPlan>,
+    rules: &Rules,
+    partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let broadcast = rules.broadcast_threshold_bytes > 0;
     let mut plan = plan;
     if rules.bucketed_scans {
@@ -34,7 +46,7 @@ pub(crate) fn plan_job(
     if !rules.partial_aggregation {
         plan = aggregate_raw_rows(plan)?;
     }
-    stages::cut_stages(job, plan, rules, workers)
+    Ok(plan)
 }
 
 /// Rebuilding a node over new children recomputes its properties from them.

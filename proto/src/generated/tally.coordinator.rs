@@ -72,6 +72,10 @@ pub struct JobStatus {
     pub submitted_at_ms: u64,
     #[prost(uint64, tag = "11")]
     pub elapsed_ms: u64,
+    /// An answer the coordinator made itself (EXPLAIN): an Arrow IPC stream. When set, it is
+    /// the answer and `results` is empty.
+    #[prost(bytes = "vec", tag = "12")]
+    pub inline_result: ::prost::alloc::vec::Vec<u8>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
