@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::options::Rules;
 use crate::planner::{DistributedPlan, StagePlan};
-use crate::resolve::{launch_plan, sources};
+use crate::resolve::{launch_plan, preferred_workers, sources};
 use crate::session::JobSettings;
 use crate::workers::{WorkerRef, WorkerRegistry};
 
@@ -216,6 +216,7 @@ impl Job {
                 let bytes = encode_plan(launch.plan.clone())
                     .map_err(|e| format!("stage {} cannot be sent to workers: {e}", index + 1))?;
                 let task_count = launch.plan.input().output_partitioning().partition_count();
+                let preferred = preferred_workers(&launch.plan, task_count);
                 let stage = &mut self.stages[index];
                 stage.started = Some(Instant::now());
                 stage.notes = launch.notes;
@@ -251,7 +252,11 @@ impl Job {
                             }
                             holder.clone()
                         }
-                        None => workers[(partition + offset) % workers.len()].clone(),
+                        None => preferred[partition]
+                            .as_ref()
+                            .and_then(|id| workers.iter().find(|w| &w.id == id))
+                            .unwrap_or(&workers[(partition + offset) % workers.len()])
+                            .clone(),
                     };
                     task.worker = Some(worker.clone());
                     task.running = true;

@@ -2,12 +2,13 @@
 //! have finished), which worker each task must run on, and the choices the worker-level
 //! combine makes from what its partial stage measured.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::error::DataFusionError;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::ExecutionPlan;
-use tally_common::ids::{JobId, StageId};
+use tally_common::ids::{JobId, StageId, WorkerId};
 use tally_common::shuffle_reader::{ShuffleReaderExec, SpoolLocation};
 use tally_common::shuffle_writer::ShuffleWriterExec;
 use tally_proto::coordinator::PartitionOutput;
@@ -179,6 +180,44 @@ pub(crate) fn launch_plan(
         pinned,
         notes,
     })
+}
+
+/// For each task, the worker that already holds most of the rows it reads, when that is more
+/// than half of them: running it there keeps those rows off the network. A one-task stage
+/// counts every piece it reads; otherwise reader partition `p` feeds task `p` (broadcast
+/// readers, read whole by every task, do not count).
+pub(crate) fn preferred_workers(
+    plan: &Arc<ShuffleWriterExec>,
+    tasks: usize,
+) -> Vec<Option<WorkerId>> {
+    let mut rows: Vec<BTreeMap<WorkerId, u64>> = vec![BTreeMap::new(); tasks];
+    let mut pending: Vec<Arc<dyn ExecutionPlan>> = vec![plan.input().clone()];
+    while let Some(node) = pending.pop() {
+        if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>()
+            && !reader.mode().broadcast
+        {
+            for (partition, sources) in reader.partitions().iter().enumerate() {
+                let task = if tasks == 1 { 0 } else { partition };
+                if task >= tasks || (tasks > 1 && reader.partitions().len() != tasks) {
+                    continue;
+                }
+                for source in sources {
+                    *rows[task].entry(source.worker_id.clone()).or_default() += source.rows;
+                }
+            }
+        }
+        pending.extend(node.children().into_iter().cloned());
+    }
+    rows.into_iter()
+        .map(|by_worker| {
+            let total: u64 = by_worker.values().sum();
+            by_worker
+                .into_iter()
+                .max_by_key(|(_, rows)| *rows)
+                .filter(|(_, rows)| *rows * 2 > total)
+                .map(|(worker, _)| worker)
+        })
+        .collect()
 }
 
 /// True when exactly one stage reads `stage`, and reads nothing else: its partition count can
