@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::DataFusionError;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::ExecutionPlan;
@@ -15,7 +16,6 @@ use tally_proto::coordinator::PartitionOutput;
 
 use crate::jobs::{StageRun, TaskRun};
 use crate::planner::Exchange;
-use crate::planner::recompute;
 use crate::planner::rules::final_placement::gather_final;
 use crate::workers::WorkerRef;
 
@@ -255,22 +255,16 @@ fn resolve_readers(
     plan: Arc<dyn ExecutionPlan>,
     sources: &dyn Fn(StageId) -> Vec<Vec<SpoolLocation>>,
 ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-    if let Some(reader) = plan.downcast_ref::<ShuffleReaderExec>() {
-        return Ok(Arc::new(ShuffleReaderExec::new(
+    plan.transform_up(|node| {
+        let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        Ok(Transformed::yes(Arc::new(ShuffleReaderExec::new(
             reader.stage_id(),
             reader.schema(),
             sources(reader.stage_id()),
             reader.mode(),
-        )));
-    }
-    let children = plan
-        .children()
-        .into_iter()
-        .map(|child| resolve_readers(child.clone(), sources))
-        .collect::<Result<Vec<_>, _>>()?;
-    if children.is_empty() {
-        Ok(plan)
-    } else {
-        plan.replace_children(children, recompute())
-    }
+        ))))
+    })
+    .data()
 }

@@ -6,39 +6,35 @@
 
 use std::sync::Arc;
 
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_expr::{Partitioning, PhysicalExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use crate::planner::recompute;
-
 pub(crate) fn join_colocated_inputs(
     plan: Arc<dyn ExecutionPlan>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
-    let new_children = children
-        .iter()
-        .map(|child| join_colocated_inputs(child.clone()))
-        .collect::<Result<Vec<_>>>()?;
-    let plan = if children
-        .iter()
-        .zip(&new_children)
-        .any(|(a, b)| !Arc::ptr_eq(a, b))
-    {
-        plan.replace_children(new_children, recompute())?
-    } else {
-        plan
-    };
+    plan.transform_up(|node| {
+        Ok(match colocated_join(&node)? {
+            Some(join) => Transformed::yes(join),
+            None => Transformed::no(node),
+        })
+    })
+    .data()
+}
+
+/// The join run partition by partition, if both inputs are partitioned alike on its keys.
+fn colocated_join(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let Some(join) = plan.downcast_ref::<HashJoinExec>() else {
-        return Ok(plan);
+        return Ok(None);
     };
     if *join.partition_mode() != PartitionMode::CollectLeft || join.null_aware {
-        return Ok(plan);
+        return Ok(None);
     }
     let Some(coalesce) = join.left().downcast_ref::<CoalescePartitionsExec>() else {
-        return Ok(plan);
+        return Ok(None);
     };
     let left = coalesce.input();
     let left_keys: Vec<_> = join.on().iter().map(|(l, _)| l.clone()).collect();
@@ -47,16 +43,17 @@ pub(crate) fn join_colocated_inputs(
         partitioned_on(left.output_partitioning(), &left_keys),
         partitioned_on(join.right().output_partitioning(), &right_keys),
     ) else {
-        return Ok(plan);
+        return Ok(None);
     };
     if left_count != right_count || left_count < 2 {
-        return Ok(plan);
+        return Ok(None);
     }
     join.builder()
         .with_partition_mode(PartitionMode::Partitioned)
         .with_new_children(vec![left.clone(), join.right().clone()])?
         .recompute_properties()
         .build_exec()
+        .map(Some)
 }
 
 /// The partition count, if `partitioning` hashes exactly `keys`, in order.

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use datafusion::common::JoinType;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -33,37 +34,36 @@ pub(crate) fn make_joins_distributable(
     partitions: usize,
     broadcast: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
-    let new_children = children
-        .iter()
-        .map(|child| make_joins_distributable(child.clone(), partitions, broadcast))
-        .collect::<Result<Vec<_>>>()?;
-    let plan = if children
-        .iter()
-        .zip(&new_children)
-        .any(|(a, b)| !Arc::ptr_eq(a, b))
-    {
-        plan.replace_children(new_children, recompute())?
-    } else {
-        plan
-    };
+    plan.transform_up(|node| {
+        Ok(match distributable_join(&node, partitions, broadcast)? {
+            Some(join) => Transformed::yes(join),
+            None => Transformed::no(node),
+        })
+    })
+    .data()
+}
 
+fn distributable_join(
+    plan: &Arc<dyn ExecutionPlan>,
+    partitions: usize,
+    broadcast: bool,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     if let Some(join) = plan.downcast_ref::<HashJoinExec>()
         && *join.partition_mode() == PartitionMode::CollectLeft
         && (emits_build_side(join.join_type()) || !broadcast)
     {
         return if join.null_aware {
-            single_task(plan.clone(), join.left(), join.right())
+            single_task(plan.clone(), join.left(), join.right()).map(Some)
         } else {
-            partitioned(join, partitions)
+            partitioned(join, partitions).map(Some)
         };
     }
     if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>()
         && emits_build_side(join.join_type())
     {
-        return single_task(plan.clone(), join.left(), join.right());
+        return single_task(plan.clone(), join.left(), join.right()).map(Some);
     }
-    Ok(plan)
+    Ok(None)
 }
 
 fn emits_build_side(join_type: &JoinType) -> bool {

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::ExecutionPlan;
@@ -12,25 +13,15 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 
-use crate::planner::recompute;
-
 /// Rewrites every `Final(exchange(Partial(x)))` into `Single(exchange(x))`.
 pub(crate) fn aggregate_raw_rows(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
-    let new_children = children
-        .iter()
-        .map(|child| aggregate_raw_rows(child.clone()))
-        .collect::<Result<Vec<_>>>()?;
-    let plan = if children
-        .iter()
-        .zip(&new_children)
-        .any(|(a, b)| !Arc::ptr_eq(a, b))
-    {
-        plan.replace_children(new_children, recompute())?
-    } else {
-        plan
-    };
-    Ok(rewrite_final(&plan)?.unwrap_or(plan))
+    plan.transform_up(|node| {
+        Ok(match rewrite_final(&node)? {
+            Some(rewritten) => Transformed::yes(rewritten),
+            None => Transformed::no(node),
+        })
+    })
+    .data()
 }
 
 fn rewrite_final(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
