@@ -4,7 +4,7 @@
 pub(crate) mod rules;
 #[cfg(test)]
 mod snapshot_tests;
-mod stages;
+pub(crate) mod stages;
 
 use std::sync::Arc;
 

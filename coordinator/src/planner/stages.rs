@@ -16,9 +16,6 @@ use std::sync::Arc;
 use datafusion::error::Result;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::joins::{
-    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode,
-};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
@@ -30,6 +27,7 @@ use tally_common::shuffle_writer::ShuffleWriterExec;
 
 use crate::options::Rules;
 use crate::planner::recompute;
+use crate::planner::rules::broadcast::read_broadcasts_once_per_worker;
 use crate::planner::rules::worker_combine::CombineSpec;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 
@@ -97,6 +95,9 @@ pub(crate) fn cut_stages(
     };
     let root = cutter.cut(plan)?;
     cutter.add_stage(root, None, Exchange::Gather);
+    if rules.broadcast_threshold_bytes > 0 {
+        read_broadcasts_once_per_worker(&mut cutter.stages)?;
+    }
     Ok(DistributedPlan {
         stages: cutter.stages,
     })
@@ -161,18 +162,6 @@ impl StageCutter {
                 }
                 None => reader,
             });
-        }
-
-        if collects_left_side(&plan)
-            && let Some((left, producer)) = broadcast_reader(plan.children()[0])
-        {
-            let rule = "broadcast: read once per worker".to_string();
-            let producer = &mut self.stages[producer.0 as usize - 1];
-            if !producer.rules.contains(&rule) {
-                producer.rules.push(rule);
-            }
-            let right = plan.children()[1].clone();
-            return plan.replace_children(vec![left, right], recompute());
         }
 
         let is_merge = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
@@ -262,40 +251,6 @@ impl StageCutter {
         });
         id
     }
-}
-
-/// Joins whose every task reads the whole left side: it is broadcast to the workers.
-fn collects_left_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.downcast_ref::<HashJoinExec>()
-        .is_some_and(|join| *join.partition_mode() == PartitionMode::CollectLeft)
-        || plan.is::<NestedLoopJoinExec>()
-        || plan.is::<CrossJoinExec>()
-}
-
-/// `Coalesce(reader)` on a join's left side, with the reader in broadcast mode, and the stage
-/// it reads.
-fn broadcast_reader(left: &Arc<dyn ExecutionPlan>) -> Option<(Arc<dyn ExecutionPlan>, StageId)> {
-    let coalesce = left.downcast_ref::<CoalescePartitionsExec>()?;
-    let reader = coalesce.input().downcast_ref::<ShuffleReaderExec>()?;
-    if reader.mode().broadcast {
-        return None;
-    }
-    let mode = ReadMode {
-        broadcast: true,
-        ..reader.mode()
-    };
-    let stage = reader.stage_id();
-    let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::unresolved(
-        stage,
-        reader.schema(),
-        reader.partitions().len(),
-        mode,
-    ));
-    let left = left
-        .clone()
-        .replace_children(vec![reader], recompute())
-        .ok()?;
-    Some((left, stage))
 }
 
 /// The stages whose readers sit in `plan` (not looking through other stages).

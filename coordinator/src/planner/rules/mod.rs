@@ -1,5 +1,6 @@
 //! Tally's physical plan rewrites, one file each, applied in order by `planner::plan_job`.
 
+pub(crate) mod broadcast;
 pub(crate) mod colocated_joins;
 pub(crate) mod distributable_joins;
 pub(crate) mod final_placement;
