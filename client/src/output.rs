@@ -21,11 +21,12 @@ pub fn write_batches(
     schema: &SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<(), ArrowError> {
+    if schema.fields().is_empty() {
+        // DDL: nothing to print.
+        return Ok(());
+    }
     match format {
         OutputFormat::Table => {
-            if schema.fields().is_empty() {
-                return Ok(());
-            }
             let table =
                 arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)?;
             writeln!(out, "{table}")?;
