@@ -99,7 +99,8 @@ impl SpoolFileWriter {
         Ok(self.writer.write(batch)?)
     }
 
-    /// Completes the file and returns its size in bytes.
+    /// Completes the file and returns its size in bytes. No fsync: a lost worker loses its
+    /// tasks anyway, and an fsync would stall the thread for as long as the disk takes.
     pub fn finish(mut self) -> Result<u64> {
         self.writer.finish()?;
         let file = self
@@ -107,7 +108,7 @@ impl SpoolFileWriter {
             .into_inner()?
             .into_inner()
             .map_err(|e| io_error(&self.tmp_path, e.into_error()))?;
-        file.sync_data().map_err(|e| io_error(&self.tmp_path, e))?;
+        drop(file);
         std::fs::rename(&self.tmp_path, &self.path).map_err(|e| io_error(&self.path, e))?;
         let bytes = std::fs::metadata(&self.path)
             .map_err(|e| io_error(&self.path, e))?

@@ -38,7 +38,7 @@ impl Default for CoordinatorConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             heartbeat_interval: Duration::from_millis(500),
-            heartbeat_timeout: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(15),
             partitions_per_worker: 2,
             result_ttl: Duration::from_secs(600),
             table_dir: std::env::temp_dir().join("tally-tables"),

@@ -90,7 +90,7 @@ fn assert_clear_error(output: &Output, expected: &str) {
 }
 
 fn wait_for_alive_workers(coordinator: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let output = tally(&["workers", "--coordinator", coordinator]);
         let alive = String::from_utf8_lossy(&output.stdout)

@@ -20,6 +20,7 @@ use tally_common::shuffle_env::ShuffleEnv;
 use tally_common::shuffle_reader::ShuffleReaderExec;
 use tally_common::shuffle_writer::{ShuffleWriterExec, SpooledPartition};
 use tally_proto::coordinator::{PartitionOutput, StageRead, TaskState, TaskStatusReport};
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
 use crate::error::WorkerError;
@@ -30,16 +31,41 @@ pub(crate) struct TaskExecutor {
     runtime: Arc<RuntimeEnv>,
     coordinator: CoordinatorLink,
     running: Mutex<HashMap<TaskKey, AbortHandle>>,
+    /// At most `task_slots` tasks execute at once; the others wait their turn here, so a
+    /// worker's memory and CPU are shared by few tasks rather than all it was sent.
+    slots: Arc<Semaphore>,
+    /// Tasks, and the Flight and task RPCs that move their data, run on their own threads, so
+    /// busy tasks never delay the worker's heartbeats (nor, in an embedded cluster, the
+    /// coordinator).
+    runtime_handle: tokio::runtime::Handle,
+    task_runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
 impl TaskExecutor {
-    pub(crate) fn new(env: Arc<ShuffleEnv>, coordinator: CoordinatorLink) -> Self {
-        Self {
+    pub(crate) fn new(
+        env: Arc<ShuffleEnv>,
+        coordinator: CoordinatorLink,
+        task_slots: u32,
+    ) -> std::io::Result<Self> {
+        let task_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(task_slots.max(1) as usize)
+            .thread_name(format!("tally-task-{}", env.worker_id))
+            .enable_all()
+            .build()?;
+        Ok(Self {
             env,
             runtime: Arc::new(RuntimeEnv::default()),
             coordinator,
             running: Mutex::default(),
-        }
+            slots: Arc::new(Semaphore::new(task_slots.max(1) as usize)),
+            runtime_handle: task_runtime.handle().clone(),
+            task_runtime: Mutex::new(Some(task_runtime)),
+        })
+    }
+
+    /// The runtime of the data plane: tasks and the servers that feed them.
+    pub(crate) fn data_plane(&self) -> &tokio::runtime::Handle {
+        &self.runtime_handle
     }
 
     pub(crate) fn env(&self) -> &ShuffleEnv {
@@ -74,7 +100,12 @@ impl TaskExecutor {
         }
         let executor = self.clone();
         let key = task.clone();
-        let handle = tokio::spawn(async move {
+        let slots = self.slots.clone();
+        let handle = self.runtime_handle.spawn(async move {
+            let _slot = slots
+                .acquire_owned()
+                .await
+                .expect("task slots are never closed");
             let started = Instant::now();
             tracing::debug!(task = %key, "task started");
             let outcome = run_partition(plan.clone(), key.partition as usize, context).await;
@@ -155,6 +186,21 @@ impl TaskExecutor {
         }
     }
 
+    /// Aborts every task and stops the task threads.
+    pub(crate) fn stop(&self) {
+        self.abort_all();
+        if let Some(runtime) = self
+            .task_runtime
+            .lock()
+            .expect("task runtime poisoned")
+            .take()
+        {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl TaskExecutor {
     fn task_context(
         &self,
         task: &TaskKey,
@@ -174,6 +220,16 @@ impl TaskExecutor {
             .with_session_id(task.job_id.to_string())
             .build();
         Ok(state.task_ctx())
+    }
+}
+
+impl Drop for TaskExecutor {
+    /// A runtime may not be dropped from async code (a worker that failed to start is
+    /// dropped there): stop it without waiting.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.task_runtime.get_mut().ok().and_then(Option::take) {
+            runtime.shutdown_background();
+        }
     }
 }
 

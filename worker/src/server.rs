@@ -31,6 +31,7 @@ pub struct WorkerConfig {
     /// The host other processes reach this worker at; defaults to the bound IP.
     pub advertise_host: Option<String>,
     pub spool_dir: PathBuf,
+    /// Tasks that execute at once; more wait in line.
     pub task_slots: u32,
     pub worker_id: Option<WorkerId>,
 }
@@ -62,13 +63,13 @@ impl WorkerHandle {
     /// Stops serving, aborts running tasks and waits for the server to end.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        self.executor.abort_all();
         let _ = self.server.await;
+        self.executor.stop();
     }
 
     /// Stops the worker abruptly, as a crash would: no goodbye to the coordinator.
     pub fn kill(self) {
-        self.executor.abort_all();
+        self.executor.stop();
         self.server.abort();
         let _ = self.shutdown.send(true);
     }
@@ -98,7 +99,11 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         Spool::new(config.spool_dir.join(worker_id.as_str())),
     ));
     let coordinator = CoordinatorLink::new(&config.coordinator)?;
-    let executor = Arc::new(TaskExecutor::new(env.clone(), coordinator.clone()));
+    let executor = Arc::new(TaskExecutor::new(
+        env.clone(),
+        coordinator.clone(),
+        config.task_slots,
+    )?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let rpc = WorkerServiceServer::new(WorkerRpc::new(executor.clone()))
@@ -108,7 +113,7 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let mut stop = shutdown_rx.clone();
-    let server = tokio::spawn(
+    let server = executor.data_plane().spawn(
         tonic::transport::Server::builder()
             .add_service(rpc)
             .add_service(flight)
