@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
@@ -46,15 +47,21 @@ impl TaskExecutor {
         env: Arc<ShuffleEnv>,
         coordinator: CoordinatorLink,
         task_slots: u32,
-    ) -> std::io::Result<Self> {
+        memory_limit: usize,
+    ) -> Result<Self, WorkerError> {
         let task_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(task_slots.max(1) as usize)
             .thread_name(format!("tally-task-{}", env.worker_id))
             .enable_all()
             .build()?;
+        // Operators reserve memory from one pool per worker and spill (sorts, aggregations)
+        // or fail with a resources-exhausted error, instead of the process running out.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+            .build_arc()?;
         Ok(Self {
             env,
-            runtime: Arc::new(RuntimeEnv::default()),
+            runtime,
             coordinator,
             running: Mutex::default(),
             slots: Arc::new(Semaphore::new(task_slots.max(1) as usize)),

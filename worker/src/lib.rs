@@ -9,4 +9,4 @@ mod server;
 mod service;
 
 pub use error::WorkerError;
-pub use server::{WorkerConfig, WorkerHandle, start_worker};
+pub use server::{DEFAULT_MEMORY_LIMIT, WorkerConfig, WorkerHandle, start_worker};

@@ -22,6 +22,9 @@ use crate::flight_service::SpoolFlightService;
 use crate::heartbeat::{CoordinatorLink, run_heartbeats};
 use crate::service::WorkerRpc;
 
+/// 4 GiB: three workers of an embedded cluster fit a 24 GiB machine with room to spare.
+pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// The coordinator's `host:port` or URL.
@@ -33,6 +36,8 @@ pub struct WorkerConfig {
     pub spool_dir: PathBuf,
     /// Tasks that execute at once; more wait in line.
     pub task_slots: u32,
+    /// Bytes the worker's operators may hold at once (they spill or fail beyond it).
+    pub memory_limit: usize,
     pub worker_id: Option<WorkerId>,
 }
 
@@ -44,6 +49,7 @@ impl WorkerConfig {
             advertise_host: None,
             spool_dir,
             task_slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
             worker_id: None,
         }
     }
@@ -103,6 +109,7 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         env.clone(),
         coordinator.clone(),
         config.task_slots,
+        config.memory_limit,
     )?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

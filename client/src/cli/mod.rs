@@ -110,6 +110,9 @@ pub struct WorkerArgs {
     /// Where task output is spooled (default: a folder under the system temp dir).
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
+    /// Memory the worker's operators may hold, in MiB (they spill or fail beyond it).
+    #[arg(long, default_value_t = tally_worker::DEFAULT_MEMORY_LIMIT >> 20)]
+    pub memory_limit_mb: usize,
 }
 
 #[derive(Args, Debug)]

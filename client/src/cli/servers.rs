@@ -100,6 +100,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), ClientError> {
     let mut config = WorkerConfig::local(args.coordinator, spool_dir);
     config.bind = args.bind;
     config.advertise_host = args.advertise_host;
+    config.memory_limit = args.memory_limit_mb << 20;
     let worker = start_worker(config)
         .await
         .map_err(|e| ClientError::Local(e.to_string()))?;
