@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, UInt32Array, UInt64Array};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -127,6 +127,30 @@ pub fn describe_partitioning(partitioning: Option<&Partitioning>) -> String {
     }
 }
 
+/// A piece of a batch with string or binary view columns still points into the whole
+/// batch's data buffers, and Arrow IPC would write those buffers whole for every piece:
+/// copy just the bytes the piece uses.
+fn compact_views(batch: &RecordBatch) -> Result<RecordBatch> {
+    let has_views = batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Utf8View | DataType::BinaryView));
+    if !has_views {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            DataType::Utf8View => Arc::new(column.as_string_view().gc()) as ArrayRef,
+            DataType::BinaryView => Arc::new(column.as_binary_view().gc()) as ArrayRef,
+            _ => column.clone(),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
 fn summary_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("partition", DataType::UInt32, false),
@@ -226,6 +250,7 @@ impl ShuffleWriterExec {
             if batch.num_rows() == 0 {
                 return Ok(());
             }
+            let batch = &compact_views(batch)?;
             if writers[out].is_none() {
                 let path = env.spool.file(
                     &self.job_id,
@@ -273,5 +298,35 @@ impl ShuffleWriterExec {
                 Arc::new(UInt64Array::from(bytes)),
             ],
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringViewArray;
+
+    #[test]
+    fn a_slice_of_string_views_keeps_only_its_own_bytes() {
+        let long: Vec<String> = (0..1000)
+            .map(|i| format!("a long string value number {i}"))
+            .collect();
+        let array = StringViewArray::from_iter_values(long.iter());
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Utf8View,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(array)]).unwrap();
+        let piece = batch.slice(0, 10);
+        let compacted = compact_views(&piece).unwrap();
+        assert_eq!(compacted.num_rows(), 10);
+        assert!(
+            compacted.get_array_memory_size() * 10 < piece.get_array_memory_size(),
+            "{} vs {}",
+            compacted.get_array_memory_size(),
+            piece.get_array_memory_size()
+        );
+        assert_eq!(compacted.column(0).as_string_view().value(3), long[3]);
     }
 }
