@@ -6,8 +6,10 @@ use std::sync::OnceLock;
 
 use arrow::array::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use tally_client::LocalCluster;
+use std::collections::BTreeMap;
+
 use tally_client::tpch::{TPCH_TABLES, generate_tpch};
+use tally_client::{Client, LocalCluster, QueryResult};
 
 /// TPC-H scale 0.01 as Parquet (4 files per large table). Generated once and shared by all
 /// test processes: it appears under its final name only when complete.
@@ -49,6 +51,18 @@ pub async fn tpch_cluster(workers: usize) -> LocalCluster {
             .expect("register TPC-H table");
     }
     cluster
+}
+
+/// Runs `sql` with `settings` (e.g. `("tally.planner", "naive")`), panicking on error.
+pub async fn run_with(client: &Client, sql: &str, settings: &[(&str, &str)]) -> QueryResult {
+    let settings: BTreeMap<String, String> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    client
+        .sql_with_settings(sql, &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// The answer single-process DataFusion gives on the same files.

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use tally_client::LocalCluster;
 use tally_client::tpch::generate_tpch_bucketed;
-use tally_client::{Client, LocalCluster, QueryResult};
 use tally_common::bucketing::BucketSpec;
 use tally_tests::compare::assert_same_results;
-use tally_tests::harness::{datafusion_answer, tpch_dir};
+use tally_tests::harness::{datafusion_answer, run_with, tpch_dir};
 
 const JOIN_BY_ORDER: &str = "SELECT o_orderkey, o_orderdate, sum(l_extendedprice) AS revenue, \
                              count(*) AS lines FROM orders JOIN lineitem ON l_orderkey = o_orderkey \
@@ -30,17 +30,6 @@ fn bucketed_tpch() -> &'static Path {
     })
 }
 
-async fn run(client: &Client, sql: &str, settings: &[(&str, &str)]) -> QueryResult {
-    let settings = settings
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    client
-        .sql_with_settings(sql, &settings)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_and_aggregation_on_the_bucket_key_shuffle_nothing() {
     let data = bucketed_tpch();
@@ -54,17 +43,17 @@ async fn join_and_aggregation_on_the_bucket_key_shuffle_nothing() {
     let client = cluster.client().await.unwrap();
     let expected = datafusion_answer(JOIN_BY_ORDER).await;
 
-    let bucketed = run(&client, JOIN_BY_ORDER, &[]).await;
+    let bucketed = run_with(&client, JOIN_BY_ORDER, &[]).await;
     assert_same_results("bucketed join", &expected, &bucketed.batches, false);
     assert_eq!(bucketed.metrics.shuffle_bytes, 0, "{:?}", bucketed.metrics);
     assert!(bucketed.metrics.result_bytes > 0, "the answer still moves");
 
-    let naive = run(&client, JOIN_BY_ORDER, &[("tally.planner", "naive")]).await;
+    let naive = run_with(&client, JOIN_BY_ORDER, &[("tally.planner", "naive")]).await;
     assert_same_results("bucketed join, naive", &expected, &naive.batches, false);
     assert!(naive.metrics.shuffle_bytes > 0);
 
     let by_key = "SELECT l_orderkey, sum(l_quantity) FROM lineitem GROUP BY l_orderkey";
-    let aggregated = run(&client, by_key, &[]).await;
+    let aggregated = run_with(&client, by_key, &[]).await;
     assert_same_results(
         by_key,
         &datafusion_answer(by_key).await,
@@ -100,7 +89,7 @@ async fn create_table_as_select_writes_bucketed_tables_that_join_in_place() {
              AS SELECT * FROM {source}",
             location.display()
         );
-        let written = run(&client, &sql, &[]).await;
+        let written = run_with(&client, &sql, &[]).await;
         assert_eq!(written.num_rows(), 4, "one row per bucket");
         assert_eq!(
             BucketSpec::read(&location).unwrap(),
@@ -117,7 +106,7 @@ async fn create_table_as_select_writes_bucketed_tables_that_join_in_place() {
     let sql = JOIN_BY_ORDER
         .replace("JOIN lineitem", "JOIN l")
         .replace("FROM orders", "FROM o");
-    let result = run(&client, &sql, &[]).await;
+    let result = run_with(&client, &sql, &[]).await;
     assert_same_results(
         "CTAS join",
         &datafusion_answer(JOIN_BY_ORDER).await,

@@ -1,22 +1,12 @@
 //! The shuffle-minimizing planner moves fewer bytes between workers than the naive plan
 //! (raw rows hash-shuffled for every join and aggregation), measured on the same cluster.
 
-use std::collections::BTreeMap;
-
 use tally_client::tpch::TPCH_QUERIES;
 use tally_client::{Client, JobMetrics};
-use tally_tests::harness::tpch_cluster;
+use tally_tests::harness::{run_with, tpch_cluster};
 
 async fn shuffle_bytes(client: &Client, sql: &str, settings: &[(&str, &str)]) -> JobMetrics {
-    let settings: BTreeMap<String, String> = settings
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    client
-        .sql_with_settings(sql, &settings)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .metrics
+    run_with(client, sql, settings).await.metrics
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
