@@ -24,10 +24,6 @@ impl Spool {
         Self { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     pub fn job_dir(&self, job: &JobId) -> PathBuf {
         self.root.join(job.as_str())
     }
@@ -39,10 +35,7 @@ impl Spool {
         map_partition: u32,
         out_partition: u32,
     ) -> PathBuf {
-        self.job_dir(job)
-            .join(stage.0.to_string())
-            .join(map_partition.to_string())
-            .join(format!("{out_partition}.arrow"))
+        piece_path(self.job_dir(job), stage, map_partition, out_partition)
     }
 
     /// Where this worker keeps its copy of another worker's broadcast piece.
@@ -53,11 +46,12 @@ impl Spool {
         map_partition: u32,
         out_partition: u32,
     ) -> PathBuf {
-        self.job_dir(job)
-            .join("broadcast")
-            .join(stage.0.to_string())
-            .join(map_partition.to_string())
-            .join(format!("{out_partition}.arrow"))
+        piece_path(
+            self.job_dir(job).join("broadcast"),
+            stage,
+            map_partition,
+            out_partition,
+        )
     }
 
     /// Deletes everything a job spooled on this worker.
@@ -67,6 +61,12 @@ impl Spool {
             other => other,
         }
     }
+}
+
+fn piece_path(dir: PathBuf, stage: StageId, map_partition: u32, out_partition: u32) -> PathBuf {
+    dir.join(stage.0.to_string())
+        .join(map_partition.to_string())
+        .join(format!("{out_partition}.arrow"))
 }
 
 /// Writes one output partition. The file appears under its final name only when complete,

@@ -12,6 +12,7 @@ use tally_common::ids::JobId;
 use tally_common::ipc::schema_to_bytes;
 use tally_proto::coordinator::TableInfo;
 
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use tally_common::bucketing::BucketSinkExec;
 
@@ -20,7 +21,7 @@ use crate::ctas::{BucketedCtas, parse_bucketed_ctas};
 use crate::error::CoordinatorError;
 use crate::explain::{estimate_shuffle_bytes, explain_batch, planned_stages, to_ipc};
 use crate::jobs::JobManager;
-use crate::planner::{plan_job, rewrite};
+use crate::planner::{DistributedPlan, plan_job, rewrite};
 use crate::session::{JobSession, JobSettings, base_config, job_session};
 use crate::status::job_status;
 use crate::workers::WorkerRegistry;
@@ -181,9 +182,7 @@ impl CoordinatorState {
             .create_physical_plan(&logical)
             .await
             .map_err(CoordinatorError::from_datafusion)?;
-        let partitions = state.config().options().execution.target_partitions;
-        let distributed = plan_job(&id, physical, &session.rules, partitions, workers)
-            .map_err(CoordinatorError::from_datafusion)?;
+        let distributed = distribute(&id, &session, physical, workers)?;
         tracing::info!(job_id = %id, stages = distributed.stages.len(), "job submitted");
         self.jobs.start(
             id.clone(),
@@ -241,9 +240,7 @@ impl CoordinatorState {
         .await
         .map_err(CoordinatorError::from_datafusion)?;
         let id = JobId::new_random();
-        let partitions = state.config().options().execution.target_partitions;
-        let distributed = plan_job(&id, plan, &session.rules, partitions, workers)
-            .map_err(CoordinatorError::from_datafusion)?;
+        let distributed = distribute(&id, &session, plan, workers)?;
         self.jobs.start(
             id.clone(),
             sql.to_string(),
@@ -284,14 +281,14 @@ impl CoordinatorState {
             .create_physical_plan(&inner)
             .await
             .map_err(CoordinatorError::from_datafusion)?;
-        let distributed = plan_job(&id, physical, &session.rules, partitions, workers)
-            .map_err(CoordinatorError::from_datafusion)?;
+        let distributed = distribute(&id, &session, physical, workers)?;
 
         let mut naive_settings = settings.clone();
         naive_settings
             .0
             .insert("tally.planner".to_string(), "naive".to_string());
-        let naive_session = job_session(&self.base, &naive_settings, partitions / 2)?;
+        // The same partition count as the plan it is compared with.
+        let naive_session = job_session(&self.base, &naive_settings, partitions)?;
         let naive_physical = naive_session
             .ctx
             .state()
@@ -413,4 +410,22 @@ impl CoordinatorState {
             }
         }
     }
+}
+
+/// Cuts `plan` into stages as the job session's rules and partition count say.
+fn distribute(
+    id: &JobId,
+    session: &JobSession,
+    plan: Arc<dyn ExecutionPlan>,
+    workers: usize,
+) -> Result<DistributedPlan, CoordinatorError> {
+    let partitions = session
+        .ctx
+        .state()
+        .config()
+        .options()
+        .execution
+        .target_partitions;
+    plan_job(id, plan, &session.rules, partitions, workers)
+        .map_err(CoordinatorError::from_datafusion)
 }
