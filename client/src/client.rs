@@ -112,8 +112,37 @@ impl From<&JobStatus> for JobMetrics {
 }
 
 impl Client {
-    /// Connects now, so a wrong address fails here with a clear message.
-    pub async fn connect(endpoint: &str) -> Result<Self, ClientError> {
+    /// Connects now, so a wrong address fails here with a clear message. `endpoints` may
+    /// name several coordinators, separated by commas: the client uses the one that leads.
+    pub async fn connect(endpoints: &str) -> Result<Self, ClientError> {
+        let candidates: Vec<&str> = endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        let mut refusals = Vec::new();
+        for endpoint in &candidates {
+            match Self::connect_one(endpoint).await {
+                Ok(client) if candidates.len() == 1 => return Ok(client),
+                // With several candidates, ask: a standby refuses with the leader's address.
+                Ok(client) => match client.list_workers().await {
+                    Ok(_) => return Ok(client),
+                    Err(error) => refusals.push(error.to_string()),
+                },
+                Err(error) => refusals.push(error.to_string()),
+            }
+        }
+        Err(ClientError::Connect {
+            endpoint: endpoints.to_string(),
+            message: if refusals.is_empty() {
+                "no coordinator address given".to_string()
+            } else {
+                refusals.join("; ")
+            },
+        })
+    }
+
+    async fn connect_one(endpoint: &str) -> Result<Self, ClientError> {
         let connect_error = |message: String| ClientError::Connect {
             endpoint: endpoint.to_string(),
             message,

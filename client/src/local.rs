@@ -55,6 +55,15 @@ impl LocalCluster {
         let coordinator = start_coordinator(config)
             .await
             .map_err(|e| ClientError::Local(e.to_string()))?;
+        // With etcd another coordinator of the same cluster may lead: wait a while for it.
+        tokio::time::timeout(Duration::from_secs(30), coordinator.until_leading())
+            .await
+            .map_err(|_| {
+                ClientError::Local(format!(
+                    "the coordinator at {} did not become the leader of cluster {:?} in 30 s",
+                    coordinator.endpoint, options.coordinator.meta.cluster
+                ))
+            })?;
         let spool_dir = std::env::temp_dir().join(format!(
             "tally-local-{}-{}",
             std::process::id(),
@@ -62,7 +71,8 @@ impl LocalCluster {
         ));
         let mut workers = Vec::new();
         for _ in 0..options.workers {
-            let config = WorkerConfig::local(coordinator.endpoint.clone(), spool_dir.clone());
+            let mut config = WorkerConfig::local(coordinator.endpoint.clone(), spool_dir.clone());
+            config.meta = options.coordinator.meta.clone();
             let worker = start_worker(config)
                 .await
                 .map_err(|e| ClientError::Local(e.to_string()))?;

@@ -17,6 +17,13 @@ pub enum CoordinatorError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("this coordinator is a standby; {}", match leader {
+        Some(leader) => format!("the leader is at {leader}"),
+        None => "no coordinator leads yet".to_string(),
+    })]
+    Standby { leader: Option<String> },
+    #[error("cluster state: {0}")]
+    Meta(#[from] tally_meta::MetaError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -59,7 +66,10 @@ impl From<CoordinatorError> for Status {
         let code = match &err {
             CoordinatorError::Query(_) => Code::InvalidArgument,
             CoordinatorError::NotFound(_) => Code::NotFound,
-            CoordinatorError::NoWorkers | CoordinatorError::Unavailable(_) => Code::Unavailable,
+            CoordinatorError::NoWorkers
+            | CoordinatorError::Unavailable(_)
+            | CoordinatorError::Standby { .. }
+            | CoordinatorError::Meta(_) => Code::Unavailable,
             CoordinatorError::Internal(_) | CoordinatorError::Bind { .. } => Code::Internal,
         };
         Status::new(code, err.to_string())

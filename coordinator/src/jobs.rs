@@ -11,21 +11,24 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::displayable;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use prost::Message;
 use tally_common::codec::encode_plan;
 use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId, TaskKey, WorkerId};
 use tally_common::shuffle_reader::SpoolLocation;
 use tally_common::shuffle_writer::ShuffleWriterExec;
+use tally_meta::SharedMetaStore;
 use tally_proto::coordinator::{
-    JobState, PartitionOutput, StageState, TaskState, TaskStatusReport,
+    JobState, JobStatus, PartitionOutput, StageState, TaskState, TaskStatusReport,
 };
 use tally_proto::worker::{DropJobRequest, RunTaskRequest};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::options::Rules;
 use crate::planner::{DistributedPlan, StagePlan};
 use crate::resolve::{launch_plan, preferred_workers, sources};
 use crate::session::JobSettings;
+use crate::status::job_status;
 use crate::workers::{WorkerRef, WorkerRegistry};
 
 pub(crate) struct Job {
@@ -344,16 +347,34 @@ impl Job {
 
 pub(crate) struct JobManager {
     jobs: Mutex<BTreeMap<JobId, Job>>,
+    /// Jobs of earlier leaders, as their last recorded status.
+    history: Mutex<BTreeMap<JobId, JobStatus>>,
     workers: Arc<WorkerRegistry>,
+    /// Job records on their way to the cluster state, written in order by one task.
+    records: mpsc::UnboundedSender<(JobId, Vec<u8>)>,
     /// How long a finished job's spooled answer stays on the workers.
     result_ttl: Duration,
 }
 
 impl JobManager {
-    pub(crate) fn new(workers: Arc<WorkerRegistry>, result_ttl: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        workers: Arc<WorkerRegistry>,
+        store: SharedMetaStore,
+        result_ttl: Duration,
+    ) -> Arc<Self> {
+        let (records, mut pending) = mpsc::unbounded_channel::<(JobId, Vec<u8>)>();
+        tokio::spawn(async move {
+            while let Some((id, record)) = pending.recv().await {
+                if let Err(error) = store.put_job(&id, record).await {
+                    tracing::warn!(job_id = %id, %error, "job record not saved");
+                }
+            }
+        });
         Arc::new(Self {
             jobs: Mutex::default(),
+            history: Mutex::default(),
             workers,
+            records,
             result_ttl,
         })
     }
@@ -362,13 +383,69 @@ impl JobManager {
         self.jobs.lock().expect("job table poisoned").get(id).map(f)
     }
 
-    pub(crate) fn for_each_job<T>(&self, mut f: impl FnMut(&Job) -> T) -> Vec<T> {
-        self.jobs
-            .lock()
-            .expect("job table poisoned")
-            .values()
-            .map(&mut f)
+    /// A job's status, whether this coordinator ran it or an earlier leader did.
+    pub(crate) fn status(&self, id: &JobId) -> Option<JobStatus> {
+        self.with_job(id, job_status).or_else(|| {
+            self.history
+                .lock()
+                .expect("job history poisoned")
+                .get(id)
+                .cloned()
+        })
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<JobStatus> {
+        let jobs = self.jobs.lock().expect("job table poisoned");
+        let history = self.history.lock().expect("job history poisoned");
+        history
+            .iter()
+            .filter(|(id, _)| !jobs.contains_key(*id))
+            .map(|(_, status)| status.clone())
+            .chain(jobs.values().map(job_status))
             .collect()
+    }
+
+    /// Takes over the records of earlier leaders. A job that was still running when its
+    /// coordinator stopped cannot be followed (its tasks reported to a dead process): it is
+    /// failed, and its record says why.
+    pub(crate) async fn restore(&self, records: Vec<Vec<u8>>) {
+        let mut history = self.history.lock().expect("job history poisoned");
+        for record in records {
+            let mut status = match JobStatus::decode(record.as_slice()) {
+                Ok(status) => status,
+                Err(error) => {
+                    tracing::warn!(%error, "skipping an unreadable job record");
+                    continue;
+                }
+            };
+            if matches!(status.state(), JobState::Queued | JobState::Running) {
+                status.set_state(JobState::Failed);
+                status.error = "the coordinator stopped while the job was running; submit it again"
+                    .to_string();
+                let id = JobId::from(status.job_id.clone());
+                let _ = self.records.send((id, status.encode_to_vec()));
+            }
+            history.insert(JobId::from(status.job_id.clone()), status);
+        }
+    }
+
+    /// Saves the job's status in the cluster state, without its answer (that stays on the
+    /// workers, and an EXPLAIN text can be large).
+    fn record(&self, job: &Job) {
+        let mut status = job_status(job);
+        status.results.clear();
+        status.inline_result.clear();
+        let _ = self.records.send((job.id.clone(), status.encode_to_vec()));
+    }
+
+    /// Fails every running job, e.g. when this coordinator stops leading.
+    pub(crate) fn fail_all(self: &Arc<Self>, reason: &str) {
+        let mut jobs = self.jobs.lock().expect("job table poisoned");
+        for job in jobs.values_mut().filter(|job| !job.is_finished()) {
+            job.finish(JobState::Failed, reason.to_string());
+            job.notify();
+            self.after_finish(job);
+        }
     }
 
     pub(crate) fn subscribe(&self, id: &JobId) -> Option<watch::Receiver<u64>> {
@@ -387,6 +464,7 @@ impl JobManager {
         let mut job = new_job(id.clone(), sql, JobSettings::default(), Vec::new(), schema);
         job.inline_result = inline_result;
         job.finish(JobState::Succeeded, String::new());
+        self.record(&job);
         self.jobs
             .lock()
             .expect("job table poisoned")
@@ -427,6 +505,7 @@ impl JobManager {
         for stage in &job.stages {
             tracing::debug!(job_id = %id, stage_id = %stage.plan.id, tasks = stage.tasks.len(), plan = %displayable(stage.plan.plan.as_ref()).indent(false), "stage planned");
         }
+        self.record(&job);
         self.jobs
             .lock()
             .expect("job table poisoned")
@@ -561,6 +640,7 @@ impl JobManager {
     /// Frees the job's spool: at once when it failed, after the result TTL when it succeeded
     /// (the client still has to fetch the answer).
     fn after_finish(&self, job: &Job) {
+        self.record(job);
         let workers = job.workers_involved();
         if workers.is_empty() {
             return;

@@ -10,6 +10,7 @@ mod jobs;
 mod options;
 mod planner;
 mod resolve;
+mod role;
 mod server;
 mod service;
 mod session;

@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_common::MAX_MESSAGE_BYTES;
+use tally_meta::{MetaConfig, SharedMetaStore, WorkerEvent};
 use tally_proto::coordinator::coordinator_service_server::CoordinatorServiceServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
+use crate::role::Role;
 use crate::service::CoordinatorRpc;
 use crate::state::CoordinatorState;
 use crate::workers::WorkerRegistry;
@@ -21,8 +24,12 @@ use crate::workers::WorkerRegistry;
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     pub bind: SocketAddr,
+    /// The host other processes reach this coordinator at, when not the bound address.
+    pub advertise_host: Option<String>,
+    /// Where cluster state lives: in this process, or in etcd.
+    pub meta: MetaConfig,
     pub heartbeat_interval: Duration,
-    /// A worker silent this long is dead.
+    /// A worker that heartbeats to this coordinator (no etcd) and is silent this long is dead.
     pub heartbeat_timeout: Duration,
     /// Hash partitions per exchange for each live worker (unless a job sets
     /// `datafusion.execution.target_partitions`).
@@ -37,6 +44,8 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_host: None,
+            meta: MetaConfig::default(),
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(15),
             partitions_per_worker: 2,
@@ -50,6 +59,7 @@ pub struct CoordinatorHandle {
     /// `host:port` of the coordinator's gRPC service.
     pub endpoint: String,
     state: Arc<CoordinatorState>,
+    role: Role,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -67,15 +77,32 @@ impl CoordinatorHandle {
         self.state.workers.alive().len()
     }
 
+    pub fn is_leading(&self) -> bool {
+        self.role.is_leading()
+    }
+
+    /// Waits until this coordinator leads and has loaded the cluster's tables and jobs.
+    pub async fn until_leading(&self) {
+        self.role.until_leading().await
+    }
+
+    /// Resolves when the coordinator stopped on its own (it lost its leadership).
+    pub async fn stopped(&self) {
+        let _ = self.shutdown.subscribe().wait_for(|stopped| *stopped).await;
+    }
+
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
     }
 }
 
+/// Starts serving at once; with etcd, as a standby until it wins the election. With the
+/// in-memory store it leads before this returns.
 pub async fn start_coordinator(
     config: CoordinatorConfig,
 ) -> Result<CoordinatorHandle, CoordinatorError> {
+    let store = config.meta.open().await?;
     let listener =
         TcpListener::bind(config.bind)
             .await
@@ -86,22 +113,30 @@ pub async fn start_coordinator(
     let local = listener
         .local_addr()
         .map_err(|e| CoordinatorError::Internal(e.to_string()))?;
-    let endpoint = local.to_string();
+    let endpoint = match &config.advertise_host {
+        Some(host) => format!("{host}:{}", local.port()),
+        None => local.to_string(),
+    };
 
-    let workers = Arc::new(WorkerRegistry::new(config.heartbeat_timeout));
-    let jobs = JobManager::new(workers.clone(), config.result_ttl);
+    let workers = Arc::new(WorkerRegistry::new());
+    let jobs = JobManager::new(workers.clone(), store.clone(), config.result_ttl);
     let state = Arc::new(CoordinatorState::new(
         workers.clone(),
         jobs.clone(),
+        store.clone(),
         config.partitions_per_worker,
         config.table_dir.clone(),
     ));
+    let role = Role::standby();
+    let gate = role.clone();
     let rpc = CoordinatorServiceServer::new(CoordinatorRpc::new(
         state.clone(),
-        config.heartbeat_interval.as_millis() as u64,
+        config.heartbeat_interval,
+        config.heartbeat_timeout,
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let rpc = InterceptedService::new(rpc, move |request| gate.check(request));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stop = shutdown_rx.clone();
@@ -112,26 +147,109 @@ pub async fn start_coordinator(
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }),
     );
-
-    let mut stop = shutdown_rx;
-    let interval = config.heartbeat_interval;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            }
-            for dead in workers.expire() {
-                jobs.worker_lost(&dead);
-            }
-        }
-    });
+    tokio::spawn(lead(
+        state.clone(),
+        store.clone(),
+        endpoint.clone(),
+        role.clone(),
+        shutdown_tx.clone(),
+    ));
+    if !config.meta.uses_etcd() {
+        role.until_leading().await;
+    }
 
     tracing::info!(%endpoint, "coordinator listening");
     Ok(CoordinatorHandle {
         endpoint,
         state,
+        role,
         shutdown: shutdown_tx,
         server,
     })
+}
+
+/// Wins the election, loads the cluster's tables and job history, follows worker membership,
+/// and opens the gate. Losing leadership stops this coordinator: another one may already
+/// schedule, and a supervisor restarts this one as a standby.
+async fn lead(
+    state: Arc<CoordinatorState>,
+    store: SharedMetaStore,
+    endpoint: String,
+    role: Role,
+    shutdown: watch::Sender<bool>,
+) {
+    let mut stopped = shutdown.subscribe();
+    let observer = tokio::spawn(observe_leader(store.clone(), role.clone()));
+    let campaign = tokio::select! {
+        campaign = store.campaign(&endpoint) => campaign,
+        _ = stopped.wait_for(|stopped| *stopped) => return,
+    };
+    observer.abort();
+    let mut leadership = match campaign {
+        Ok(leadership) => leadership,
+        Err(error) => {
+            tracing::error!(%error, "could not run for leader; stopping");
+            let _ = shutdown.send(true);
+            return;
+        }
+    };
+    if let Err(error) = state.restore().await {
+        tracing::error!(%error, "could not load the cluster state; stopping");
+        let _ = shutdown.send(true);
+        return;
+    }
+    let events = match store.watch_workers().await {
+        Ok(events) => events,
+        Err(error) => {
+            tracing::error!(%error, "could not watch workers; stopping");
+            let _ = shutdown.send(true);
+            return;
+        }
+    };
+    tokio::spawn(follow_workers(state.clone(), events));
+    role.lead();
+    tracing::info!(%endpoint, "leading the cluster");
+    let lost = tokio::select! {
+        _ = leadership.lost() => true,
+        _ = stopped.wait_for(|stopped| *stopped) => false,
+    };
+    if lost {
+        tracing::error!(%endpoint, "lost leadership; stopping this coordinator");
+        state
+            .jobs
+            .fail_all("the coordinator lost its leadership while the job ran");
+        let _ = shutdown.send(true);
+    } else {
+        leadership.resign().await;
+    }
+}
+
+/// Keeps a standby's hint of who leads fresh, for the clients it turns away.
+async fn observe_leader(store: SharedMetaStore, role: Role) {
+    loop {
+        match store.leader().await {
+            Ok(leader) => role.observe_leader(leader),
+            Err(error) => tracing::warn!(%error, "cannot read the leader"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn follow_workers(
+    state: Arc<CoordinatorState>,
+    mut events: mpsc::UnboundedReceiver<WorkerEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            WorkerEvent::Up(worker) => {
+                if let Err(error) = state.workers.up(&worker) {
+                    tracing::warn!(%error, worker_id = %worker.id, "ignoring worker");
+                }
+            }
+            WorkerEvent::Down(id) => {
+                state.workers.down(&id);
+                state.jobs.worker_lost(&id);
+            }
+        }
+    }
 }

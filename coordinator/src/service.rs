@@ -2,9 +2,11 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use tally_common::ids::{JobId, WorkerId};
+use tally_meta::WorkerRecord;
 use tally_proto::coordinator::coordinator_service_server::CoordinatorService;
 use tally_proto::coordinator::*;
 use tonic::{Request, Response, Status};
@@ -17,21 +19,28 @@ use crate::status::job_status;
 
 pub(crate) struct CoordinatorRpc {
     state: Arc<CoordinatorState>,
-    heartbeat_interval_ms: u64,
+    heartbeat_interval: Duration,
+    /// A worker that heartbeats here is dead after this long without one.
+    heartbeat_timeout: Duration,
 }
 
 impl CoordinatorRpc {
-    pub(crate) fn new(state: Arc<CoordinatorState>, heartbeat_interval_ms: u64) -> Self {
+    pub(crate) fn new(
+        state: Arc<CoordinatorState>,
+        heartbeat_interval: Duration,
+        heartbeat_timeout: Duration,
+    ) -> Self {
         Self {
             state,
-            heartbeat_interval_ms,
+            heartbeat_interval,
+            heartbeat_timeout,
         }
     }
 
     fn status_of(&self, id: &JobId) -> Result<JobStatus, CoordinatorError> {
         self.state
             .jobs
-            .with_job(id, job_status)
+            .status(id)
             .ok_or_else(|| CoordinatorError::NotFound(format!("no job {id}")))
     }
 }
@@ -67,11 +76,11 @@ impl CoordinatorService for CoordinatorRpc {
         request: Request<GetJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let id = JobId::from(request.into_inner().job_id);
-        let mut updates = self
-            .state
-            .jobs
-            .subscribe(&id)
-            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {id}")))?;
+        let Some(mut updates) = self.state.jobs.subscribe(&id) else {
+            // A job from before this coordinator led has ended: its record is all there is.
+            let status = self.status_of(&id)?;
+            return Ok(Response::new(Box::pin(tokio_stream::once(Ok(status)))));
+        };
         let state = self.state.clone();
         let stream = async_stream_of(move |tx| async move {
             loop {
@@ -112,7 +121,7 @@ impl CoordinatorService for CoordinatorRpc {
         &self,
         _request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        let mut jobs = self.state.jobs.for_each_job(job_status);
+        let mut jobs = self.state.jobs.statuses();
         jobs.sort_by_key(|j| j.submitted_at_ms);
         Ok(Response::new(ListJobsResponse { jobs }))
     }
@@ -151,13 +160,18 @@ impl CoordinatorService for CoordinatorRpc {
                 "worker_id and endpoint are required",
             ));
         }
-        self.state.workers.register(
-            WorkerId::from(request.worker_id),
-            request.endpoint,
-            request.task_slots,
-        )?;
+        let worker = WorkerRecord {
+            id: WorkerId::from(request.worker_id),
+            endpoint: request.endpoint,
+            task_slots: request.task_slots,
+        };
+        self.state
+            .store
+            .register_worker(&worker, self.heartbeat_timeout)
+            .await
+            .map_err(CoordinatorError::from)?;
         Ok(Response::new(RegisterWorkerResponse {
-            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
         }))
     }
 
@@ -166,7 +180,15 @@ impl CoordinatorService for CoordinatorRpc {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let id = WorkerId::from(request.into_inner().worker_id);
-        let registered = self.state.workers.heartbeat(&id);
+        let registered = self
+            .state
+            .store
+            .keep_worker_alive(&id)
+            .await
+            .map_err(CoordinatorError::from)?;
+        if registered {
+            self.state.workers.seen(&id);
+        }
         Ok(Response::new(HeartbeatResponse { registered }))
     }
 

@@ -10,6 +10,7 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use tally_common::ids::JobId;
 use tally_common::ipc::schema_to_bytes;
+use tally_meta::{SharedMetaStore, TableRecord};
 use tally_proto::coordinator::TableInfo;
 
 use datafusion::physical_plan::ExecutionPlan;
@@ -31,6 +32,8 @@ pub(crate) struct CoordinatorState {
     tables: Mutex<BTreeMap<String, TableEntry>>,
     pub workers: Arc<WorkerRegistry>,
     pub jobs: Arc<JobManager>,
+    /// Where the catalog, the job history and worker liveness are kept.
+    pub store: SharedMetaStore,
     /// Hash partitions per exchange for each live worker, unless the job sets its own.
     partitions_per_worker: usize,
     /// Where `CREATE TABLE ... AS SELECT` writes tables without a location.
@@ -41,6 +44,7 @@ impl CoordinatorState {
     pub(crate) fn new(
         workers: Arc<WorkerRegistry>,
         jobs: Arc<JobManager>,
+        store: SharedMetaStore,
         partitions_per_worker: usize,
         table_dir: PathBuf,
     ) -> Self {
@@ -49,24 +53,60 @@ impl CoordinatorState {
             tables: Mutex::default(),
             workers,
             jobs,
+            store,
             partitions_per_worker,
             table_dir,
         }
     }
 
+    /// Registers a table and records it in the cluster state.
     pub(crate) async fn register_table(
         &self,
         name: &str,
         path: &str,
         format: Option<TableFormat>,
     ) -> Result<TableInfo, CoordinatorError> {
+        let entry = self.load_table(name, path, format).await?;
+        self.store
+            .put_table(&TableRecord {
+                name: entry.name.clone(),
+                path: entry.path.to_string_lossy().to_string(),
+                format: entry.format.as_str().to_string(),
+            })
+            .await?;
+        self.table_info(&entry.name).await
+    }
+
+    async fn load_table(
+        &self,
+        name: &str,
+        path: &str,
+        format: Option<TableFormat>,
+    ) -> Result<TableEntry, CoordinatorError> {
         let entry = register_table(&self.base, name, path, format).await?;
         tracing::info!(table = %entry.name, path = %entry.path.display(), format = entry.format.as_str(), "table registered");
         self.tables
             .lock()
             .expect("table list poisoned")
             .insert(entry.name.clone(), entry.clone());
-        self.table_info(&entry.name).await
+        Ok(entry)
+    }
+
+    /// Loads what the cluster state holds: tables, and the history of jobs run under earlier
+    /// leaders. A table whose files are gone stays recorded but unregistered.
+    pub(crate) async fn restore(&self) -> Result<(), CoordinatorError> {
+        for table in self.store.tables().await? {
+            let format = TableFormat::parse(&table.format)?;
+            if let Err(error) = self
+                .load_table(&table.name, &table.path, Some(format))
+                .await
+            {
+                tracing::error!(table = %table.name, %error, "cannot load a recorded table");
+            }
+        }
+        let jobs = self.store.jobs().await?;
+        self.jobs.restore(jobs).await;
+        Ok(())
     }
 
     pub(crate) async fn list_tables(&self) -> Result<Vec<TableInfo>, CoordinatorError> {
@@ -398,6 +438,7 @@ impl CoordinatorState {
                 if !existed && !drop.if_exists {
                     return Err(CoordinatorError::NotFound(format!("no table named {name}")));
                 }
+                self.store.delete_table(&name).await?;
                 Ok(())
             }
             _ => {

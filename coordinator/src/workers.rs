@@ -1,4 +1,4 @@
-//! The workers the coordinator knows, their liveness from heartbeats, and their clients.
+//! The workers the coordinator knows, as the cluster state reports them, and their clients.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::ids::WorkerId;
 use tally_common::shuffle_env::endpoint_url;
+use tally_meta::WorkerRecord;
 use tally_proto::coordinator::WorkerInfo;
 use tally_proto::worker::worker_service_client::WorkerServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -29,40 +30,35 @@ struct WorkerEntry {
 
 pub(crate) struct WorkerRegistry {
     workers: Mutex<BTreeMap<WorkerId, WorkerEntry>>,
-    heartbeat_timeout: Duration,
 }
 
 impl WorkerRegistry {
-    pub(crate) fn new(heartbeat_timeout: Duration) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             workers: Mutex::default(),
-            heartbeat_timeout,
         }
     }
 
-    pub(crate) fn register(
-        &self,
-        id: WorkerId,
-        endpoint: String,
-        task_slots: u32,
-    ) -> Result<(), CoordinatorError> {
-        let channel = Endpoint::from_shared(endpoint_url(&endpoint))
+    /// A worker joined (or joined again): the cluster state said so.
+    pub(crate) fn up(&self, worker: &WorkerRecord) -> Result<(), CoordinatorError> {
+        let endpoint = &worker.endpoint;
+        let channel = Endpoint::from_shared(endpoint_url(endpoint))
             .map_err(|e| CoordinatorError::Query(format!("bad worker endpoint {endpoint}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
         let client = WorkerServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        tracing::info!(worker_id = %id, %endpoint, "worker registered");
+        tracing::info!(worker_id = %worker.id, %endpoint, "worker up");
         self.lock().insert(
-            id.clone(),
+            worker.id.clone(),
             WorkerEntry {
                 worker: WorkerRef {
-                    id,
-                    endpoint,
+                    id: worker.id.clone(),
+                    endpoint: endpoint.clone(),
                     client,
                 },
-                task_slots,
+                task_slots: worker.task_slots,
                 last_seen: Instant::now(),
                 alive: true,
             },
@@ -70,14 +66,18 @@ impl WorkerRegistry {
         Ok(())
     }
 
-    /// Records a heartbeat; false when the worker is unknown or was declared dead.
-    pub(crate) fn heartbeat(&self, id: &WorkerId) -> bool {
-        match self.lock().get_mut(id) {
-            Some(entry) if entry.alive => {
-                entry.last_seen = Instant::now();
-                true
-            }
-            _ => false,
+    /// A worker's liveness lapsed; it stays listed as dead.
+    pub(crate) fn down(&self, id: &WorkerId) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            entry.alive = false;
+            tracing::warn!(worker_id = %id, "worker down");
+        }
+    }
+
+    /// Notes a heartbeat, for `tally workers`.
+    pub(crate) fn seen(&self, id: &WorkerId) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            entry.last_seen = Instant::now();
         }
     }
 
@@ -87,21 +87,6 @@ impl WorkerRegistry {
             .filter(|e| e.alive)
             .map(|e| e.worker.clone())
             .collect()
-    }
-
-    /// Declares dead the workers silent for longer than the heartbeat timeout.
-    pub(crate) fn expire(&self) -> Vec<WorkerId> {
-        let mut dead = Vec::new();
-        for entry in self.lock().values_mut() {
-            if entry.alive && entry.last_seen.elapsed() > self.heartbeat_timeout {
-                entry.alive = false;
-                dead.push(entry.worker.id.clone());
-            }
-        }
-        for id in &dead {
-            tracing::warn!(worker_id = %id, "worker stopped heartbeating");
-        }
-        dead
     }
 
     pub(crate) fn list(&self) -> Vec<WorkerInfo> {

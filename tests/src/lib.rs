@@ -3,4 +3,6 @@
 //! against, and the `tally` binary for multi-process tests.
 
 pub mod compare;
+pub mod etcd;
 pub mod harness;
+pub mod process;

@@ -2,72 +2,13 @@
 //! query with a hash exchange through the CLI, checks the answer and its metrics, feeds it
 //! bad input, loses a worker, and stops everything.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use tally_client::output::{OutputFormat, write_batches};
 use tally_tests::harness::{datafusion_answer, tally_binary, tpch_dir};
-
-/// A child process that is killed if the test ends early.
-struct Process {
-    name: String,
-    child: Child,
-}
-
-impl Process {
-    /// Starts `tally args...` and waits for its first stdout line (its "listening" line).
-    fn start(name: &str, args: &[&str]) -> (Self, String) {
-        let mut child = Command::new(tally_binary())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("listening"), "{name} did not start: {line:?}");
-        let process = Process {
-            name: name.to_string(),
-            child,
-        };
-        (process, line.trim().to_string())
-    }
-
-    /// Stops the process the way an operator would (SIGTERM) and checks it exits cleanly.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{} exited with {status}", self.name);
-                return;
-            }
-            assert!(Instant::now() < deadline, "{} did not stop", self.name);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use tally_tests::process::{Process, free_port};
 
 fn tally<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(tally_binary())

@@ -18,6 +18,8 @@ pub enum WorkerError {
     },
     #[error("cannot register with the coordinator at {endpoint}: {message}")]
     Coordinator { endpoint: String, message: String },
+    #[error("cannot join the cluster: {0}")]
+    Membership(String),
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -29,7 +31,7 @@ impl From<WorkerError> for Status {
             WorkerError::Plan(DataFusionError::ResourcesExhausted(_)) => Code::ResourceExhausted,
             WorkerError::Plan(_) => Code::InvalidArgument,
             WorkerError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => Code::NotFound,
-            WorkerError::Coordinator { .. } => Code::Unavailable,
+            WorkerError::Coordinator { .. } | WorkerError::Membership(_) => Code::Unavailable,
             _ => Code::Internal,
         };
         Status::new(code, err.to_string())

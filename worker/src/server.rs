@@ -4,12 +4,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::ids::WorkerId;
 use tally_common::shuffle_env::ShuffleEnv;
 use tally_common::spool::Spool;
+use tally_meta::{MetaConfig, WorkerRecord};
 use tally_proto::worker::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,7 +21,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::error::WorkerError;
 use crate::executor::TaskExecutor;
 use crate::flight_service::SpoolFlightService;
-use crate::heartbeat::{CoordinatorLink, run_heartbeats};
+use crate::heartbeat::{CoordinatorLink, Membership};
 use crate::service::WorkerRpc;
 
 /// 4 GiB: three workers of an embedded cluster fit a 24 GiB machine with room to spare.
@@ -27,8 +29,13 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The coordinator's `host:port` or URL.
+    /// The coordinator's `host:port` or URL; unused with etcd (the worker reports to the
+    /// leader named there).
     pub coordinator: String,
+    /// Where cluster state lives; with etcd the worker joins through it.
+    pub meta: MetaConfig,
+    /// With etcd: how long the worker's record outlives its last keep-alive.
+    pub lease_ttl: Duration,
     /// Where to listen; port 0 picks a free port.
     pub bind: SocketAddr,
     /// The host other processes reach this worker at; defaults to the bound IP.
@@ -45,6 +52,8 @@ impl WorkerConfig {
     pub fn local(coordinator: impl Into<String>, spool_dir: PathBuf) -> Self {
         Self {
             coordinator: coordinator.into(),
+            meta: MetaConfig::default(),
+            lease_ttl: Duration::from_secs(5),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_host: None,
             spool_dir,
@@ -104,7 +113,22 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         worker_id.clone(),
         Spool::new(config.spool_dir.join(worker_id.as_str())),
     ));
-    let coordinator = CoordinatorLink::new(&config.coordinator)?;
+    let (coordinator, membership) = if config.meta.uses_etcd() {
+        let store = config
+            .meta
+            .open()
+            .await
+            .map_err(|e| WorkerError::Membership(e.to_string()))?;
+        let link = CoordinatorLink::leader_of(store.clone());
+        let membership = Membership::Store {
+            store,
+            ttl: config.lease_ttl,
+        };
+        (link, membership)
+    } else {
+        let link = CoordinatorLink::fixed(&config.coordinator)?;
+        (link.clone(), Membership::Coordinator(link))
+    };
     let executor = Arc::new(TaskExecutor::new(
         env.clone(),
         coordinator.clone(),
@@ -130,18 +154,14 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
     );
     tracing::info!(worker_id = %worker_id, %endpoint, "worker listening");
 
-    let heartbeat_every = coordinator
-        .register(&worker_id, &endpoint, config.task_slots)
+    let record = WorkerRecord {
+        id: worker_id.clone(),
+        endpoint: endpoint.clone(),
+        task_slots: config.task_slots,
+    };
+    membership
+        .join(record, executor.clone(), shutdown_rx)
         .await?;
-    tokio::spawn(run_heartbeats(
-        coordinator,
-        heartbeat_every,
-        worker_id.clone(),
-        endpoint.clone(),
-        config.task_slots,
-        executor.clone(),
-        shutdown_rx,
-    ));
 
     Ok(WorkerHandle {
         worker_id,

@@ -86,6 +86,11 @@ pub struct LocalArgs {
 pub struct CoordinatorArgs {
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub bind: SocketAddr,
+    /// Host name other processes use to reach this coordinator (default: the bound IP).
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterStateArgs,
     #[command(flatten)]
     pub tables: TableArgs,
     /// Hash partitions per exchange for each live worker.
@@ -97,11 +102,36 @@ pub struct CoordinatorArgs {
     pub table_dir: Option<PathBuf>,
 }
 
+/// Where cluster state lives: in the coordinator's memory, or in etcd.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterStateArgs {
+    /// etcd endpoints (host:port, comma separated); without it state lives in memory.
+    #[arg(long, env = "TALLY_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Name of the cluster: its keys live under /tally/<cluster>/ in etcd.
+    #[arg(long, env = "TALLY_CLUSTER", default_value = "default")]
+    pub cluster: String,
+}
+
+impl ClusterStateArgs {
+    pub fn meta_config(&self) -> tally_meta::MetaConfig {
+        tally_meta::MetaConfig {
+            etcd: self.etcd.clone(),
+            cluster: self.cluster.clone(),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// The coordinator's host:port.
+    /// The coordinator's host:port (without --etcd; with it, the worker finds the leader).
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub coordinator: String,
+    #[command(flatten)]
+    pub cluster: ClusterStateArgs,
+    /// With --etcd: seconds the worker stays listed after its last keep-alive.
+    #[arg(long, default_value_t = 5)]
+    pub lease_ttl_secs: u64,
     #[arg(long, default_value = "127.0.0.1:0")]
     pub bind: SocketAddr,
     /// Host name other processes use to reach this worker (default: the bound IP).

@@ -72,6 +72,8 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
     let tables = parse_tables(&args.tables)?;
     let mut config = CoordinatorConfig {
         bind: args.bind,
+        advertise_host: args.advertise_host,
+        meta: args.cluster.meta_config(),
         partitions_per_worker: args.partitions_per_worker.max(1),
         ..Default::default()
     };
@@ -81,14 +83,29 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
     let coordinator = start_coordinator(config)
         .await
         .map_err(|e| ClientError::Local(e.to_string()))?;
-    for (name, path) in &tables {
-        coordinator
-            .register_table(name, path)
-            .await
-            .map_err(|e| ClientError::Query(e.to_string()))?;
-    }
     println!("tally coordinator listening on {}", coordinator.endpoint);
-    wait_for_interrupt().await?;
+    let serve = async {
+        if !coordinator.is_leading() {
+            println!("standby: waiting to lead the cluster");
+            coordinator.until_leading().await;
+            println!("leading the cluster");
+        }
+        for (name, path) in &tables {
+            coordinator
+                .register_table(name, path)
+                .await
+                .map_err(|e| ClientError::Query(e.to_string()))?;
+        }
+        wait_for_interrupt().await
+    };
+    tokio::select! {
+        served = serve => served?,
+        _ = coordinator.stopped() => {
+            return Err(ClientError::Local(
+                "the coordinator stopped: it lost its leadership or its cluster state".to_string(),
+            ));
+        }
+    }
     coordinator.shutdown().await;
     Ok(())
 }
@@ -98,6 +115,8 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), ClientError> {
         .spool_dir
         .unwrap_or_else(|| std::env::temp_dir().join("tally-spool"));
     let mut config = WorkerConfig::local(args.coordinator, spool_dir);
+    config.meta = args.cluster.meta_config();
+    config.lease_ttl = Duration::from_secs(args.lease_ttl_secs.max(1));
     config.bind = args.bind;
     config.advertise_host = args.advertise_host;
     config.memory_limit = args.memory_limit_mb << 20;

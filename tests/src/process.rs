@@ -1,0 +1,87 @@
+//! Child processes for multi-process tests: `tally` servers and etcd.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::tally_binary;
+
+/// A child process that is killed if the test ends early.
+pub struct Process {
+    name: String,
+    child: Child,
+    /// Kept open: a server that prints after its first line must not hit a closed pipe.
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Process {
+    /// Starts `tally args...` and waits for its first stdout line (its "listening" line).
+    pub fn start(name: &str, args: &[&str]) -> (Self, String) {
+        let mut child = Command::new(tally_binary())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("listening"), "{name} did not start: {line:?}");
+        let process = Process {
+            name: name.to_string(),
+            child,
+            stdout,
+        };
+        (process, line.trim().to_string())
+    }
+
+    /// Reads stdout until a line contains `text` (blocking; the process must print it).
+    pub fn wait_for_line(&mut self, text: &str) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.stdout.read_line(&mut line).unwrap();
+            assert!(read > 0, "{} ended before printing {text:?}", self.name);
+            if line.contains(text) {
+                return;
+            }
+        }
+    }
+
+    /// Kills the process as a crash would (SIGKILL): no chance to say goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process the way an operator would (SIGTERM) and checks it exits cleanly.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{} exited with {status}", self.name);
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
