@@ -87,9 +87,9 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
     let serve = async {
         if !coordinator.is_leading() {
             println!("standby: waiting to lead the cluster");
-            coordinator.until_leading().await;
-            println!("leading the cluster");
         }
+        coordinator.until_leading().await;
+        println!("leading the cluster");
         for (name, path) in &tables {
             coordinator
                 .register_table(name, path)
