@@ -28,11 +28,14 @@ enum Finder {
     Leader(SharedMetaStore),
 }
 
+/// A coordinator's address and a client to it.
+type Coordinator = (String, CoordinatorServiceClient<Channel>);
+
 #[derive(Clone)]
 pub(crate) struct CoordinatorLink {
     finder: Finder,
     /// The coordinator last found, with a client to it.
-    current: Arc<Mutex<Option<(String, CoordinatorServiceClient<Channel>)>>>,
+    current: Arc<Mutex<Option<Coordinator>>>,
 }
 
 fn connect_lazy(endpoint: &str) -> Result<CoordinatorServiceClient<Channel>, WorkerError> {
