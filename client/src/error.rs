@@ -13,6 +13,8 @@ pub enum ClientError {
     JobFailed { job_id: String, message: String },
     #[error("the coordinator at {endpoint} stopped answering: {message}")]
     Unavailable { endpoint: String, message: String },
+    #[error("job {job_id} cancelled: interrupted (Ctrl-C)")]
+    Interrupted { job_id: String },
     #[error("fetching results: {0}")]
     Fetch(String),
     #[error("{0}")]

@@ -109,6 +109,26 @@ impl LocalCluster {
         self.workers.iter().map(|w| w.endpoint.clone()).collect()
     }
 
+    /// Each worker's spool folder (a job's files are under `<folder>/<job id>`).
+    pub fn worker_spool_dirs(&self) -> Vec<PathBuf> {
+        self.workers
+            .iter()
+            .map(|w| self.spool_dir.join(w.worker_id.as_str()))
+            .collect()
+    }
+
+    /// Stops a worker abruptly, as a crash would: no goodbye, its spooled output gone with it.
+    /// False when no worker has that id.
+    pub fn kill_worker(&mut self, id: &str) -> bool {
+        match self.workers.iter().position(|w| w.worker_id.as_str() == id) {
+            Some(index) => {
+                self.workers.remove(index).kill();
+                true
+            }
+            None => false,
+        }
+    }
+
     pub async fn client(&self) -> Result<Client, ClientError> {
         Client::connect(self.endpoint()).await
     }

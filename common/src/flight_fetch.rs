@@ -80,6 +80,39 @@ pub async fn fetch_batches(
         .boxed())
 }
 
+/// Shuffle data could not be fetched from another worker: the task may pass on another try,
+/// once the data is made again elsewhere.
+#[derive(Debug)]
+pub struct FetchFailed {
+    pub endpoint: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FetchFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fetching shuffle data from {}: {}",
+            self.endpoint, self.message
+        )
+    }
+}
+
+impl std::error::Error for FetchFailed {}
+
 fn fetch_error(endpoint: &str, message: &str) -> DataFusionError {
-    DataFusionError::Execution(format!("fetching shuffle data from {endpoint}: {message}"))
+    DataFusionError::External(Box::new(FetchFailed {
+        endpoint: endpoint.to_string(),
+        message: message.to_string(),
+    }))
+}
+
+/// True when a task failed for a reason outside the query (a lost input, I/O) that another
+/// try may not meet; false for errors in the query itself (plan, types, values, limits).
+pub fn is_retryable(error: &DataFusionError) -> bool {
+    match error.find_root() {
+        DataFusionError::External(source) => source.is::<FetchFailed>(),
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => true,
+        _ => false,
+    }
 }

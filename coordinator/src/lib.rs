@@ -20,5 +20,6 @@ mod workers;
 
 pub use catalog::TableFormat;
 pub use error::CoordinatorError;
+pub use jobs::DEFAULT_TASK_ATTEMPTS;
 pub use options::TallyOptions;
 pub use server::{CoordinatorConfig, CoordinatorHandle, start_coordinator};

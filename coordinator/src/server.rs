@@ -15,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::error::CoordinatorError;
-use crate::jobs::JobManager;
+use crate::jobs::{DEFAULT_TASK_ATTEMPTS, JobLimits, JobManager};
 use crate::role::Role;
 use crate::service::CoordinatorRpc;
 use crate::state::CoordinatorState;
@@ -38,6 +38,10 @@ pub struct CoordinatorConfig {
     pub result_ttl: Duration,
     /// Where `CREATE TABLE ... AS SELECT` writes a table given no location.
     pub table_dir: PathBuf,
+    /// Failed attempts of one task (a lost worker or input, I/O) before its job fails.
+    pub task_attempts: u32,
+    /// A job still running after this long fails.
+    pub job_timeout: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -51,6 +55,8 @@ impl Default for CoordinatorConfig {
             partitions_per_worker: 2,
             result_ttl: Duration::from_secs(600),
             table_dir: std::env::temp_dir().join("tally-tables"),
+            task_attempts: DEFAULT_TASK_ATTEMPTS,
+            job_timeout: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -119,7 +125,11 @@ pub async fn start_coordinator(
     };
 
     let workers = Arc::new(WorkerRegistry::new());
-    let jobs = JobManager::new(workers.clone(), store.clone(), config.result_ttl);
+    let limits = JobLimits {
+        task_attempts: config.task_attempts,
+        timeout: config.job_timeout,
+    };
+    let jobs = JobManager::new(workers.clone(), store.clone(), config.result_ttl, limits);
     let state = Arc::new(CoordinatorState::new(
         workers.clone(),
         jobs.clone(),

@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 use datafusion::physical_plan::displayable;
 use tally_common::ipc::schema_to_bytes;
 use tally_common::shuffle_writer::describe_partitioning;
-use tally_proto::coordinator::{JobStatus, StageStatus};
+use tally_proto::coordinator::{JobStatus, StageStatus, TaskSummary};
 use tally_proto::plan::ShuffleLocation;
 
 use crate::jobs::Job;
@@ -51,6 +51,21 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
                 plan: displayable(stage.launched_plan().as_ref())
                     .indent(false)
                     .to_string(),
+                tasks: stage
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(partition, task)| TaskSummary {
+                        partition: partition as u32,
+                        attempt: task.attempt,
+                        worker_id: task
+                            .worker
+                            .as_ref()
+                            .map(|w| w.id.to_string())
+                            .unwrap_or_default(),
+                        state: task.state as i32,
+                    })
+                    .collect(),
             }
         })
         .collect();

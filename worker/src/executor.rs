@@ -1,7 +1,7 @@
 //! Runs tasks: decodes the stage plan, executes one partition of it, and reports what it
 //! spooled and what it read to the coordinator.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,6 +16,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::prelude::SessionConfig;
 use futures::TryStreamExt;
 use tally_common::codec::decode_plan;
+use tally_common::flight_fetch::is_retryable;
 use tally_common::ids::{JobId, TaskKey};
 use tally_common::shuffle_env::ShuffleEnv;
 use tally_common::shuffle_reader::ShuffleReaderExec;
@@ -40,7 +41,16 @@ pub(crate) struct TaskExecutor {
     /// coordinator).
     runtime_handle: tokio::runtime::Handle,
     task_runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Set when the worker stops: tasks cut short by the stop report nothing, as a worker
+    /// that died could not.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Jobs dropped here lately: a task of one that arrives late (its RunTask crossed the
+    /// DropJob) is refused, so it cannot spool files again.
+    dropped: Mutex<VecDeque<JobId>>,
 }
+
+/// How many dropped jobs a worker remembers.
+const DROPPED_JOBS_KEPT: usize = 1024;
 
 impl TaskExecutor {
     pub(crate) fn new(
@@ -67,6 +77,8 @@ impl TaskExecutor {
             slots: Arc::new(Semaphore::new(task_slots.max(1) as usize)),
             runtime_handle: task_runtime.handle().clone(),
             task_runtime: Mutex::new(Some(task_runtime)),
+            stopping: Default::default(),
+            dropped: Mutex::default(),
         })
     }
 
@@ -100,6 +112,11 @@ impl TaskExecutor {
             )));
         }
         let mut running = self.running.lock().expect("task table poisoned");
+        if self.was_dropped(&task.job_id) {
+            return Err(WorkerError::InvalidRequest(format!(
+                "task {task}: its job was cancelled or has ended"
+            )));
+        }
         if running.contains_key(&task) {
             return Err(WorkerError::InvalidRequest(format!(
                 "task {task} is already running"
@@ -157,10 +174,16 @@ impl TaskExecutor {
             Err(e) => {
                 tracing::warn!(task = %task, error = %e, "task failed");
                 report.set_state(TaskState::Failed);
+                report.retryable = is_retryable(&e);
                 report.error = e.to_string();
             }
         }
-        self.coordinator.report(report).await;
+        if self.was_dropped(&task.job_id) {
+            // Cut short by DropJob: what it spooled after the drop goes too.
+            let _ = self.env.spool.remove_job(&task.job_id);
+        } else if !self.stopping.load(Ordering::SeqCst) {
+            self.coordinator.report(report).await;
+        }
     }
 
     pub(crate) fn cancel(&self, task: &TaskKey) -> bool {
@@ -173,7 +196,21 @@ impl TaskExecutor {
     }
 
     /// Aborts the job's tasks here and deletes what it spooled.
+    fn was_dropped(&self, job: &JobId) -> bool {
+        self.dropped
+            .lock()
+            .expect("dropped jobs poisoned")
+            .contains(job)
+    }
+
     pub(crate) fn drop_job(&self, job: &JobId) -> Result<(), WorkerError> {
+        {
+            let mut dropped = self.dropped.lock().expect("dropped jobs poisoned");
+            if dropped.len() == DROPPED_JOBS_KEPT {
+                dropped.pop_front();
+            }
+            dropped.push_back(job.clone());
+        }
         self.running
             .lock()
             .expect("task table poisoned")
@@ -195,6 +232,7 @@ impl TaskExecutor {
 
     /// Aborts every task and stops the task threads.
     pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.abort_all();
         if let Some(runtime) = self
             .task_runtime

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tally_common::ids::{JobId, TaskKey};
 use tally_proto::worker::worker_service_server::WorkerService;
 use tally_proto::worker::{
-    CancelTaskRequest, CancelTaskResponse, DropJobRequest, DropJobResponse, RunTaskRequest,
-    RunTaskResponse,
+    CancelTaskRequest, CancelTaskResponse, DropJobRequest, DropJobResponse, PingRequest,
+    PingResponse, RunTaskRequest, RunTaskResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -48,6 +48,12 @@ impl WorkerService for WorkerRpc {
         let task = task_key(request.into_inner().task)?;
         let was_running = self.executor.cancel(&task);
         Ok(Response::new(CancelTaskResponse { was_running }))
+    }
+
+    async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        Ok(Response::new(PingResponse {
+            worker_id: self.executor.env().worker_id.to_string(),
+        }))
     }
 
     async fn drop_job(

@@ -80,6 +80,8 @@ pub struct LocalArgs {
     pub port: u16,
     #[command(flatten)]
     pub tables: TableArgs,
+    #[command(flatten)]
+    pub limits: JobLimitArgs,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +102,31 @@ pub struct CoordinatorArgs {
     /// worker can write).
     #[arg(long)]
     pub table_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: JobLimitArgs,
+}
+
+/// Bounds on every job.
+#[derive(Args, Debug, Clone)]
+pub struct JobLimitArgs {
+    /// Failed attempts of one task (a lost worker or input, I/O errors) before its job fails.
+    #[arg(long, default_value_t = tally_coordinator::DEFAULT_TASK_ATTEMPTS)]
+    pub task_attempts: u32,
+    /// A job still running after this many seconds fails.
+    #[arg(long, default_value_t = 6 * 3600)]
+    pub job_timeout_secs: u64,
+    /// A worker that heartbeats to this coordinator (no etcd) is dead after this many silent
+    /// seconds; a worker that stops answering while a job needs it is found out sooner.
+    #[arg(long, default_value_t = 15)]
+    pub worker_timeout_secs: u64,
+}
+
+impl JobLimitArgs {
+    pub fn apply(&self, config: &mut tally_coordinator::CoordinatorConfig) {
+        config.task_attempts = self.task_attempts.max(1);
+        config.job_timeout = std::time::Duration::from_secs(self.job_timeout_secs.max(1));
+        config.heartbeat_timeout = std::time::Duration::from_secs(self.worker_timeout_secs.max(1));
+    }
 }
 
 /// Where cluster state lives: in the coordinator's memory, or in etcd.

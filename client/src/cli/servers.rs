@@ -44,12 +44,13 @@ pub(crate) fn gen_tpch(args: GenTpchArgs) -> Result<(), ClientError> {
 
 pub(crate) async fn local(args: LocalArgs) -> Result<(), ClientError> {
     let tables = parse_tables(&args.tables)?;
-    let cluster = LocalCluster::start_with(LocalClusterOptions {
+    let mut options = LocalClusterOptions {
         workers: args.workers,
         port: args.port,
         ..Default::default()
-    })
-    .await?;
+    };
+    args.limits.apply(&mut options.coordinator);
+    let cluster = LocalCluster::start_with(options).await?;
     for (name, path) in &tables {
         cluster.register_table(name, path).await?;
     }
@@ -80,6 +81,7 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
     if let Some(dir) = args.table_dir {
         config.table_dir = dir;
     }
+    args.limits.apply(&mut config);
     let coordinator = start_coordinator(config)
         .await
         .map_err(|e| ClientError::Local(e.to_string()))?;

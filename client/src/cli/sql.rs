@@ -92,7 +92,16 @@ async fn run_statement(
         settings.insert(key, value);
         return Ok(None);
     }
-    let result = client.sql_with_settings(statement, settings).await?;
+    // Ctrl-C while the job runs cancels it on the cluster (its tasks stop, its spool is freed).
+    let job_id = client.submit(statement, settings).await?;
+    let status = tokio::select! {
+        status = client.wait(&job_id) => status?,
+        _ = tokio::signal::ctrl_c() => {
+            client.cancel(&job_id).await?;
+            return Err(ClientError::Interrupted { job_id });
+        }
+    };
+    let result = client.fetch_results(&status).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     write_batches(&mut out, args.format, &result.schema, &result.batches)

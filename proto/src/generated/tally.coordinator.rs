@@ -78,7 +78,7 @@ pub struct JobStatus {
     pub inline_result: ::prost::alloc::vec::Vec<u8>,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct StageStatus {
     #[prost(uint32, tag = "1")]
     pub stage_id: u32,
@@ -116,6 +116,22 @@ pub struct StageStatus {
     /// Which of Tally's rules shaped this stage, and what they decided at run time.
     #[prost(string, repeated, tag = "15")]
     pub rules: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// One per task (partition), as its latest attempt stands.
+    #[prost(message, repeated, tag = "16")]
+    pub tasks: ::prost::alloc::vec::Vec<TaskSummary>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TaskSummary {
+    #[prost(uint32, tag = "1")]
+    pub partition: u32,
+    /// 0 for the first run; each re-run (a failure, or a lost worker) takes the next number.
+    #[prost(uint32, tag = "2")]
+    pub attempt: u32,
+    #[prost(string, tag = "3")]
+    pub worker_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "TaskState", tag = "4")]
+    pub state: i32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -236,6 +252,10 @@ pub struct TaskStatusReport {
     /// Rows that entered the stage's partial aggregation, when it has one.
     #[prost(uint64, optional, tag = "8")]
     pub partial_input_rows: ::core::option::Option<u64>,
+    /// The failure may pass on another try (a lost input, an I/O error); errors in the query
+    /// itself are not retryable.
+    #[prost(bool, tag = "9")]
+    pub retryable: bool,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -21,7 +21,7 @@ use tally_meta::SharedMetaStore;
 use tally_proto::coordinator::{
     JobState, JobStatus, PartitionOutput, StageState, TaskState, TaskStatusReport,
 };
-use tally_proto::worker::{DropJobRequest, RunTaskRequest};
+use tally_proto::worker::{CancelTaskRequest, DropJobRequest, PingRequest, RunTaskRequest};
 use tokio::sync::{mpsc, watch};
 
 use crate::options::Rules;
@@ -31,8 +31,20 @@ use crate::session::JobSettings;
 use crate::status::job_status;
 use crate::workers::{WorkerRef, WorkerRegistry};
 
+mod recovery;
+
+/// Failed attempts of one task after which its job fails, unless configured otherwise.
+pub const DEFAULT_TASK_ATTEMPTS: u32 = 4;
+
+/// How long a worker has to answer a ping before its work is declared lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// The pause before a failed task's next attempt, times its failures so far.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 pub(crate) struct Job {
     pub id: JobId,
+    /// Failed attempts of one task (retryable failures) after which the job fails.
+    pub max_task_failures: u32,
     pub sql: String,
     pub state: JobState,
     pub error: String,
@@ -53,8 +65,16 @@ pub(crate) struct Job {
 
 pub(crate) struct StageRun {
     pub plan: StagePlan,
-    /// The plan the tasks ran, settled when the stage started.
+    /// The plan the tasks ran, settled when the stage started, and as sent to workers.
     pub launched: Option<Arc<ShuffleWriterExec>>,
+    launched_bytes: Vec<u8>,
+    /// Where each task must run (it reads its input from that worker's disk), if anywhere.
+    pinned: Option<Vec<WorkerRef>>,
+    /// Where each task would rather run (next to its input files).
+    preferred: Vec<Option<WorkerId>>,
+    /// The attempt number the stage's next tasks start at: a restarted stage's new tasks
+    /// must not be mistaken for the old ones.
+    next_attempt: u32,
     /// What the rules decided when the stage started.
     pub notes: Vec<String>,
     pub final_gather_max_groups: usize,
@@ -72,6 +92,10 @@ pub(crate) struct StageRun {
 #[derive(Clone)]
 pub(crate) struct TaskRun {
     pub attempt: u32,
+    /// Failed attempts that counted against the job's budget.
+    pub failures: u32,
+    /// The worker the last failed attempt ran on, avoided for the next one.
+    avoid: Option<WorkerId>,
     pub partial_input_rows: Option<u64>,
     pub state: TaskState,
     pub worker: Option<WorkerRef>,
@@ -83,6 +107,8 @@ impl Default for TaskRun {
     fn default() -> Self {
         Self {
             attempt: 0,
+            failures: 0,
+            avoid: None,
             partial_input_rows: None,
             state: TaskState::Unspecified,
             worker: None,
@@ -92,7 +118,39 @@ impl Default for TaskRun {
     }
 }
 
+impl TaskRun {
+    /// Prepares the task to run again under the next attempt number.
+    fn rerun(&mut self) {
+        self.attempt += 1;
+        self.running = false;
+        self.state = TaskState::Unspecified;
+        self.outputs.clear();
+        self.partial_input_rows = None;
+        self.worker = None;
+    }
+}
+
 impl StageRun {
+    fn new(plan: StagePlan, final_gather_max_groups: usize) -> Self {
+        Self {
+            plan,
+            launched: None,
+            launched_bytes: Vec::new(),
+            pinned: None,
+            preferred: Vec::new(),
+            next_attempt: 0,
+            notes: Vec::new(),
+            final_gather_max_groups,
+            state: StageState::Pending,
+            tasks: Vec::new(),
+            started: None,
+            elapsed: None,
+            shuffle_bytes: 0,
+            shuffle_uncompressed_bytes: 0,
+            shuffle_rows: 0,
+        }
+    }
+
     /// The plan its tasks ran, or before it started, the plan it was cut with.
     pub(crate) fn launched_plan(&self) -> &Arc<ShuffleWriterExec> {
         self.launched.as_ref().unwrap_or(&self.plan.plan)
@@ -111,6 +169,18 @@ fn reads_buckets(plan: &Arc<ShuffleWriterExec>) -> bool {
         pending.extend(node.children().into_iter().cloned());
     }
     false
+}
+
+/// What a task report asks of the scheduler.
+enum ReportOutcome {
+    Nothing,
+    /// A stage finished: later stages may start.
+    Launch,
+    /// A task failed in a way another try may not: find out whether workers died, then run
+    /// it again.
+    Retry {
+        failures: u32,
+    },
 }
 
 /// A RunTask call to make once the job table is unlocked.
@@ -195,9 +265,9 @@ impl Job {
         workers
     }
 
-    /// Starts every stage whose inputs are complete; returns the RunTask calls to make.
+    /// Starts every stage whose inputs are complete and sends every task without a worker to
+    /// one; returns the RunTask calls to make.
     fn launch_ready_stages(&mut self, workers: &[WorkerRef]) -> Result<Vec<Dispatch>, String> {
-        let mut dispatches = Vec::new();
         loop {
             let ready: Vec<usize> = (0..self.stages.len())
                 .filter(|&i| {
@@ -219,97 +289,145 @@ impl Job {
                 let bytes = encode_plan(launch.plan.clone())
                     .map_err(|e| format!("stage {} cannot be sent to workers: {e}", index + 1))?;
                 let task_count = launch.plan.input().output_partitioning().partition_count();
-                let preferred = preferred_workers(&launch.plan, task_count);
                 let stage = &mut self.stages[index];
+                stage.preferred = preferred_workers(&launch.plan, task_count);
                 stage.started = Some(Instant::now());
                 stage.notes = launch.notes;
                 stage.launched = Some(launch.plan);
-                stage.tasks = vec![TaskRun::default(); task_count];
-                if task_count == 0 {
-                    stage.state = StageState::Succeeded;
-                    stage.elapsed = Some(Duration::ZERO);
-                    continue;
-                }
-                if workers.is_empty() {
-                    return Err("no live workers to run the job on".to_string());
-                }
-                stage.state = StageState::Running;
-                // Task p of a stage scanning bucketed tables runs on worker p mod W, so bucket
-                // p of every table bucketed alike is read on the same worker in every stage and
-                // job. Other stages start one worker further along, to spread single tasks.
-                let offset = if reads_buckets(stage.launched_plan()) {
-                    0
-                } else {
-                    stage.plan.id.0 as usize
+                stage.launched_bytes = bytes;
+                stage.pinned = launch.pinned;
+                let first = TaskRun {
+                    attempt: stage.next_attempt,
+                    ..Default::default()
                 };
-                for (partition, task) in stage.tasks.iter_mut().enumerate() {
-                    let worker = match &launch.pinned {
-                        Some(pinned) => {
-                            let holder = &pinned[partition];
-                            if !workers.iter().any(|w| w.id == holder.id) {
-                                return Err(format!(
-                                    "worker {} holding stage {} input is gone",
-                                    holder.id,
-                                    index + 1
-                                ));
-                            }
-                            holder.clone()
-                        }
-                        None => preferred[partition]
-                            .as_ref()
-                            .and_then(|id| workers.iter().find(|w| &w.id == id))
-                            .unwrap_or(&workers[(partition + offset) % workers.len()])
-                            .clone(),
-                    };
-                    task.worker = Some(worker.clone());
-                    task.running = true;
-                    let key = TaskKey {
-                        job_id: self.id.clone(),
-                        stage_id: stage.plan.id,
-                        partition: partition as u32,
-                        attempt: task.attempt,
-                    };
-                    dispatches.push(Dispatch {
-                        worker,
-                        request: RunTaskRequest {
-                            task: Some((&key).into()),
-                            plan: bytes.clone(),
-                            settings: self.settings.0.clone(),
-                        },
-                    });
-                }
+                stage.tasks = vec![first; task_count];
+                stage.state = if task_count == 0 {
+                    stage.elapsed = Some(Duration::ZERO);
+                    StageState::Succeeded
+                } else {
+                    StageState::Running
+                };
             }
         }
+        let dispatches = self.dispatch_waiting_tasks(workers)?;
         if self.stages_done() && !self.awaits_finalizer {
             self.finish(JobState::Succeeded, String::new());
         }
         Ok(dispatches)
     }
 
-    /// Applies a task report; returns true when the job may have stages to launch.
-    fn apply_report(&mut self, report: TaskStatusReport) -> bool {
+    /// Picks a worker for every task of a running stage that is not running or done.
+    fn dispatch_waiting_tasks(&mut self, workers: &[WorkerRef]) -> Result<Vec<Dispatch>, String> {
+        let mut dispatches = Vec::new();
+        for (index, stage) in self.stages.iter_mut().enumerate() {
+            if stage.state != StageState::Running {
+                continue;
+            }
+            // Task p of a stage scanning bucketed tables runs on worker p mod W, so bucket
+            // p of every table bucketed alike is read on the same worker in every stage and
+            // job. Other stages start one worker further along, to spread single tasks.
+            let offset = if reads_buckets(stage.launched_plan()) {
+                0
+            } else {
+                stage.plan.id.0 as usize
+            };
+            for (partition, task) in stage.tasks.iter_mut().enumerate() {
+                if task.running || task.state == TaskState::Succeeded {
+                    continue;
+                }
+                if workers.is_empty() {
+                    return Err("no live workers to run the job on".to_string());
+                }
+                let worker = match &stage.pinned {
+                    Some(pinned) => {
+                        let holder = &pinned[partition];
+                        if !workers.iter().any(|w| w.id == holder.id) {
+                            return Err(format!(
+                                "worker {} holding stage {} input is gone",
+                                holder.id,
+                                index + 1
+                            ));
+                        }
+                        holder.clone()
+                    }
+                    None => {
+                        // After a failure, another worker if there is one.
+                        let usable: Vec<&WorkerRef> = workers
+                            .iter()
+                            .filter(|w| task.avoid.as_ref() != Some(&w.id))
+                            .collect();
+                        let usable = if usable.is_empty() {
+                            workers.iter().collect()
+                        } else {
+                            usable
+                        };
+                        stage
+                            .preferred
+                            .get(partition)
+                            .and_then(Option::as_ref)
+                            .and_then(|id| usable.iter().find(|w| &w.id == id))
+                            .unwrap_or(&usable[(partition + offset) % usable.len()])
+                            .to_owned()
+                            .clone()
+                    }
+                };
+                task.worker = Some(worker.clone());
+                task.running = true;
+                let key = TaskKey {
+                    job_id: self.id.clone(),
+                    stage_id: stage.plan.id,
+                    partition: partition as u32,
+                    attempt: task.attempt,
+                };
+                dispatches.push(Dispatch {
+                    worker,
+                    request: RunTaskRequest {
+                        task: Some((&key).into()),
+                        plan: stage.launched_bytes.clone(),
+                        settings: self.settings.0.clone(),
+                    },
+                });
+            }
+        }
+        Ok(dispatches)
+    }
+
+    /// Applies a task report: what the scheduler should do next.
+    fn apply_report(&mut self, report: TaskStatusReport) -> ReportOutcome {
         let Some(key) = report.task.clone().map(TaskKey::from) else {
-            return false;
+            return ReportOutcome::Nothing;
         };
         if self.is_finished() || key.stage_id.0 == 0 || key.stage_id.0 as usize > self.stages.len()
         {
-            return false;
+            return ReportOutcome::Nothing;
         }
+        let max_failures = self.max_task_failures;
         let state = report.state();
         let stage_id = key.stage_id;
         {
             let stage = self.stage_mut(stage_id);
             let Some(task) = stage.tasks.get_mut(key.partition as usize) else {
-                return false;
+                return ReportOutcome::Nothing;
             };
             if task.attempt != key.attempt || !task.running {
-                return false;
+                return ReportOutcome::Nothing;
             }
             task.running = false;
             task.state = state;
             if state == TaskState::Succeeded {
                 task.outputs = report.outputs.clone();
                 task.partial_input_rows = report.partial_input_rows;
+            } else if report.retryable && task.failures + 1 < max_failures {
+                task.failures += 1;
+                let failed_on = task.worker.clone();
+                task.avoid = failed_on.as_ref().map(|w| w.id.clone());
+                task.rerun();
+                tracing::warn!(task = %key, failures = task.failures, error = %report.error, "task failed; it will run again");
+                return ReportOutcome::Retry {
+                    failures: task.failures,
+                };
+            } else if report.retryable {
+                task.failures += 1;
             }
         }
         match state {
@@ -327,19 +445,23 @@ impl Job {
                 if stage.tasks.iter().all(|t| t.state == TaskState::Succeeded) {
                     stage.state = StageState::Succeeded;
                     stage.elapsed = stage.started.map(|s| s.elapsed());
-                    return true;
+                    return ReportOutcome::Launch;
                 }
-                false
+                ReportOutcome::Nothing
             }
             _ => {
-                let error = if report.error.is_empty() {
+                let mut error = if report.error.is_empty() {
                     format!("task {key} ended as {state:?}")
                 } else {
-                    report.error.clone()
+                    crate::error::one_line(&report.error)
                 };
+                if report.retryable {
+                    error =
+                        format!("task {key} failed {max_failures} times; the last time: {error}");
+                }
                 self.stage_mut(stage_id).state = StageState::Failed;
-                self.finish(JobState::Failed, crate::error::one_line(&error));
-                false
+                self.finish(JobState::Failed, error);
+                ReportOutcome::Nothing
             }
         }
     }
@@ -354,6 +476,17 @@ pub(crate) struct JobManager {
     records: mpsc::UnboundedSender<(JobId, Vec<u8>)>,
     /// How long a finished job's spooled answer stays on the workers.
     result_ttl: Duration,
+    limits: JobLimits,
+}
+
+/// Bounds every job runs under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JobLimits {
+    /// Failed attempts of one task (for reasons another try may not meet) before the job
+    /// fails.
+    pub task_attempts: u32,
+    /// A job still running after this long fails.
+    pub timeout: Duration,
 }
 
 impl JobManager {
@@ -361,6 +494,7 @@ impl JobManager {
         workers: Arc<WorkerRegistry>,
         store: SharedMetaStore,
         result_ttl: Duration,
+        limits: JobLimits,
     ) -> Arc<Self> {
         let (records, mut pending) = mpsc::unbounded_channel::<(JobId, Vec<u8>)>();
         tokio::spawn(async move {
@@ -376,6 +510,7 @@ impl JobManager {
             workers,
             records,
             result_ttl,
+            limits,
         })
     }
 
@@ -484,22 +619,11 @@ impl JobManager {
         let stages = plan
             .stages
             .into_iter()
-            .map(|stage| StageRun {
-                plan: stage,
-                launched: None,
-                notes: Vec::new(),
-                final_gather_max_groups: rules.final_gather_max_groups,
-                state: StageState::Pending,
-                tasks: Vec::new(),
-                started: None,
-                elapsed: None,
-                shuffle_bytes: 0,
-                shuffle_uncompressed_bytes: 0,
-                shuffle_rows: 0,
-            })
+            .map(|stage| StageRun::new(stage, rules.final_gather_max_groups))
             .collect();
         let mut job = new_job(id.clone(), sql, settings, stages, schema);
         job.state = JobState::Running;
+        job.max_task_failures = self.limits.task_attempts.max(1);
         job.result_compression = rules.compression;
         job.awaits_finalizer = awaits_finalizer;
         for stage in &job.stages {
@@ -510,7 +634,40 @@ impl JobManager {
             .lock()
             .expect("job table poisoned")
             .insert(id.clone(), job);
+        tokio::spawn(self.clone().time_out(id.clone(), self.limits.timeout));
         self.schedule(&id);
+    }
+
+    /// Fails the job if it is still running after `limit`, freeing its workers.
+    async fn time_out(self: Arc<Self>, id: JobId, limit: Duration) {
+        let Some(mut updates) = self.subscribe(&id) else {
+            return;
+        };
+        let finished = async {
+            loop {
+                if self.with_job(&id, Job::is_finished).unwrap_or(true) {
+                    return;
+                }
+                if updates.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(limit, finished).await.is_ok() {
+            return;
+        }
+        let mut jobs = self.jobs.lock().expect("job table poisoned");
+        if let Some(job) = jobs.get_mut(&id).filter(|job| !job.is_finished()) {
+            job.finish(
+                JobState::Failed,
+                format!(
+                    "timed out after {} s (the coordinator's --job-timeout-secs)",
+                    limit.as_secs()
+                ),
+            );
+            job.notify();
+            self.after_finish(job);
+        }
     }
 
     /// Launches what is ready and sends the RunTask calls.
@@ -541,20 +698,27 @@ impl JobManager {
                 let Dispatch { worker, request } = dispatch;
                 let key = TaskKey::from(request.task.clone().expect("dispatch has a task"));
                 if let Err(status) = worker.client.clone().run_task(request).await {
-                    let message = match status.code() {
-                        tonic::Code::Unavailable | tonic::Code::Unknown => format!(
+                    // A worker that does not answer may be dead: the task runs elsewhere.
+                    let unreachable = matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                    );
+                    let message = if unreachable {
+                        format!(
                             "worker {} at {} did not answer: {}",
                             worker.id,
                             worker.endpoint,
                             status.message()
-                        ),
-                        _ => status.message().to_string(),
+                        )
+                    } else {
+                        status.message().to_string()
                     };
                     manager.report(TaskStatusReport {
                         task: Some((&key).into()),
                         worker_id: worker.id.to_string(),
                         state: TaskState::Failed as i32,
                         error: message,
+                        retryable: unreachable,
                         ..Default::default()
                     });
                 }
@@ -566,21 +730,49 @@ impl JobManager {
         let Some(job_id) = report.task.as_ref().map(|t| JobId::from(t.job_id.clone())) else {
             return;
         };
-        let launch = {
+        let outcome = {
             let mut jobs = self.jobs.lock().expect("job table poisoned");
             let Some(job) = jobs.get_mut(&job_id) else {
                 return;
             };
-            let launch = job.apply_report(report);
+            let outcome = job.apply_report(report);
             job.notify();
             if job.is_finished() {
                 self.after_finish(job);
             }
-            launch
+            outcome
         };
-        if launch {
-            self.schedule(&job_id);
+        match outcome {
+            ReportOutcome::Nothing => {}
+            ReportOutcome::Launch => self.schedule(&job_id),
+            ReportOutcome::Retry { failures } => {
+                tokio::spawn(self.clone().retry(job_id, failures));
+            }
         }
+    }
+
+    /// Before a failed task runs again: the workers of the job that no longer answer are
+    /// lost (their tasks and spooled output are made again elsewhere), then, after a pause
+    /// that grows with the failures, the waiting tasks are sent out.
+    async fn retry(self: Arc<Self>, job_id: JobId, failures: u32) {
+        let involved = self
+            .with_job(&job_id, |job| job.workers_involved())
+            .unwrap_or_default();
+        let probes = involved.into_iter().map(|worker| async move {
+            let mut client = worker.client.clone();
+            let ping = client.ping(PingRequest {});
+            let answered = matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)));
+            (worker, answered)
+        });
+        for (worker, answered) in futures::future::join_all(probes).await {
+            if !answered {
+                tracing::warn!(worker_id = %worker.id, endpoint = %worker.endpoint, "worker does not answer; its work is lost");
+                self.workers.down(&worker.id);
+                self.worker_lost(&worker.id);
+            }
+        }
+        tokio::time::sleep(RETRY_PAUSE * failures).await;
+        self.schedule(&job_id);
     }
 
     /// Ends a job whose stages are done and whose finalizer has run; the finalizer may have
@@ -617,23 +809,40 @@ impl JobManager {
         Some(job.state)
     }
 
-    /// Fails the running jobs that had work on a worker that died.
+    /// A worker died: in every running job, what it was running or held that is still
+    /// needed runs again on the live workers (see recovery.rs).
     pub(crate) fn worker_lost(self: &Arc<Self>, worker: &WorkerId) {
-        let mut jobs = self.jobs.lock().expect("job table poisoned");
-        for job in jobs.values_mut().filter(|job| !job.is_finished()) {
-            let affected = job
-                .stages
-                .iter()
-                .flat_map(|s| &s.tasks)
-                .any(|t| t.worker.as_ref().is_some_and(|w| &w.id == worker));
-            if affected {
-                job.finish(
-                    JobState::Failed,
-                    format!("worker {worker} stopped responding while the job used it"),
-                );
+        let live = self.workers.alive();
+        let mut affected = Vec::new();
+        let mut cancels = Vec::new();
+        {
+            let mut jobs = self.jobs.lock().expect("job table poisoned");
+            for job in jobs.values_mut().filter(|job| !job.is_finished()) {
+                let Some(stale) = job.lose_worker(worker) else {
+                    continue;
+                };
+                cancels.extend(stale);
+                if live.is_empty() {
+                    job.finish(
+                        JobState::Failed,
+                        format!("no live workers left: worker {worker} was the last one and stopped responding"),
+                    );
+                    self.after_finish(job);
+                }
                 job.notify();
-                self.after_finish(job);
+                affected.push(job.id.clone());
             }
+        }
+        for (holder, key) in cancels {
+            tokio::spawn(async move {
+                let request = CancelTaskRequest {
+                    task: Some((&key).into()),
+                };
+                let _ = holder.client.clone().cancel_task(request).await;
+            });
+        }
+        for job in affected {
+            self.schedule(&job);
         }
     }
 
@@ -674,6 +883,7 @@ fn new_job(
 ) -> Job {
     Job {
         id,
+        max_task_failures: DEFAULT_TASK_ATTEMPTS,
         sql,
         state: JobState::Queued,
         error: String::new(),
