@@ -85,6 +85,7 @@ def run_spark(engine, args, tables, queries, work_dir):
         done = subprocess.run(
             [sys.executable, "-m", "tallybench.spark_engine", str(spec_file), str(out_file)],
             cwd=REPO / "bench",
+            stdout=sys.stderr,  # its progress lines; stdout holds only the tables
             stderr=spark_log,
             timeout=args.timeout * len(queries) * (spec["warmup"] + spec["runs"]) + 600,
         )
