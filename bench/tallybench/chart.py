@@ -1,6 +1,6 @@
 """The PNG chart: per query, bars of median wall time (top) and shuffle bytes (bottom)."""
 
-from .report import ENGINES, LABELS
+from .report import BYTES_COLUMNS, ENGINES, LABELS, bytes_figure
 
 
 def draw(results, queries, title, path):
@@ -17,17 +17,10 @@ def draw(results, queries, title, path):
     )
     times.set_ylabel("median wall time (ms, log)")
     times.set_title(title)
-    series = [
-        ("Tally (3 workers)", "tally", "shuffle_bytes"),
-        ("Tally naive", "tally-naive", "shuffle_bytes"),
-        ("Spark local-cluster: remote read", "spark-cluster", "shuffle_bytes"),
-        ("Spark local-cluster: written", "spark-cluster", "shuffle_write_bytes"),
-        ("Spark local[2]: written", "spark-local", "shuffle_write_bytes"),
-    ]
     _bars(
         volumes, queries,
-        [(label, [_value(results, e, q, f) for q in queries])
-         for label, e, f in series if e in results],
+        [(label, [bytes_figure(results, label, q) for q in queries])
+         for label, engine, _ in BYTES_COLUMNS if engine in results],
     )
     volumes.set_ylabel("shuffle bytes (log; 0 written as 0)")
     figure.tight_layout()

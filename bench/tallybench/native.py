@@ -88,12 +88,17 @@ def run_tally(tally, tables, queries, engines, workers, warmup, runs, timeout, w
                         rows=len(rows),
                         checksum=canonical.checksum(rows),
                         shuffle_bytes=metrics["shuffle_bytes"],
+                        broadcast_bytes=sum(
+                            s["shuffle_bytes"]
+                            for s in metrics["stages"]
+                            if any(rule.startswith("broadcast") for rule in s["rules"])
+                        ),
                         detail={
                             "job_elapsed_ms": elapsed,
                             "shuffle_rows": metrics["shuffle_rows"],
                             "shuffle_uncompressed_bytes": metrics["shuffle_uncompressed_bytes"],
                             "stages": [
-                                {k: s[k] for k in ("stage_id", "output", "tasks", "shuffle_bytes")}
+                                {k: s[k] for k in ("stage_id", "output", "tasks", "shuffle_bytes", "rules")}
                                 for s in metrics["stages"]
                             ],
                         },

@@ -15,6 +15,9 @@ class Result:
     shuffle_bytes: int = None
     # Spark only: the bytes its map tasks wrote to shuffle files (read locally or remotely).
     shuffle_write_bytes: int = None
+    # Tally only: of shuffle_bytes, those of broadcast stages (the small side of a join
+    # fetched by every worker). Spark does not report what its broadcasts send.
+    broadcast_bytes: int = None
     detail: dict = dataclasses.field(default_factory=dict)
     error: str = None
 
