@@ -12,7 +12,10 @@ const QUERIES: [&str; 8] = ["q1", "q3", "q5", "q6", "q10", "q12", "q18", "bucket
 const ENGINES: [&str; 3] = ["tally", "tally-naive", "datafusion"];
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().into()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .into()
 }
 
 /// The folder holding this build's `tally` and `datafusion-single`, built if missing.
@@ -34,7 +37,14 @@ fn bench_compare_smoke_run_has_every_query_and_agreeing_answers() {
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("results");
     let output = Command::new(repo().join("bench/compare"))
-        .args(["--scale", "0.01", "--engines", &ENGINES.join(","), "--runs", "1"])
+        .args([
+            "--scale",
+            "0.01",
+            "--engines",
+            &ENGINES.join(","),
+            "--runs",
+            "1",
+        ])
         .args(["--no-chart", "--bin-dir"])
         .arg(bin_dir())
         .arg("--out")
@@ -59,7 +69,11 @@ fn bench_compare_smoke_run_has_every_query_and_agreeing_answers() {
         .find(|p| p.to_string_lossy().ends_with("-sf0.01.json"))
         .expect("a <date>-sf0.01.json results file");
     let markdown = std::fs::read_to_string(json.with_extension("md")).unwrap();
-    assert_eq!(stdout.trim(), markdown.trim(), "the table printed is the file's");
+    assert_eq!(
+        stdout.trim(),
+        markdown.trim(),
+        "the table printed is the file's"
+    );
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
 
@@ -73,7 +87,11 @@ fn bench_compare_smoke_run_has_every_query_and_agreeing_answers() {
         assert!(reference["rows"].as_u64().unwrap() > 0, "{query}: no rows");
         for engine in ENGINES {
             let result = &results[engine][query];
-            assert!(result["error"].is_null(), "{engine} {query}: {}", result["error"]);
+            assert!(
+                result["error"].is_null(),
+                "{engine} {query}: {}",
+                result["error"]
+            );
             assert_eq!(
                 result["checksum"], reference["checksum"],
                 "{engine} {query} disagrees with DataFusion"
@@ -83,7 +101,9 @@ fn bench_compare_smoke_run_has_every_query_and_agreeing_answers() {
         // Tally's shuffle-minimizing planner moves fewer bytes than its naive mode.
         assert!(
             results["tally"][query]["shuffle_bytes"].as_u64().unwrap()
-                < results["tally-naive"][query]["shuffle_bytes"].as_u64().unwrap(),
+                < results["tally-naive"][query]["shuffle_bytes"]
+                    .as_u64()
+                    .unwrap(),
             "{query}: minimized does not shuffle less than naive"
         );
     }
