@@ -36,12 +36,14 @@ def parse_args(argv):
     parser.add_argument("--spark-runs", type=int, help="measured runs for Spark (default --runs)")
     parser.add_argument("--workers", type=int, default=3, help="Tally workers")
     parser.add_argument("--queries", help="comma separated subset of the query set")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    parser.add_argument(
+        "--out", default=str(REPO / "bench" / "results"), help="folder for the results files"
+    )
     parser.add_argument("--data", help="data folder (default data/bench-sf<scale>)")
     parser.add_argument("--bin-dir", help="folder holding tally and datafusion-single")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per query run")
     parser.add_argument("--note", action="append", default=[], help="a line for the results")
-    parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--no-chart", action="store_true", help="no PNG (and no matplotlib)")
     parser.add_argument("--print-needs", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -135,6 +137,10 @@ def main(argv):
     queries = query_set()
     if args.queries:
         wanted = args.queries.split(",")
+        unknown = set(wanted) - {n for n, _ in queries}
+        if unknown:
+            print(f"bench/compare: unknown queries {sorted(unknown)}", file=sys.stderr)
+            return 2
         queries = [(n, s) for n, s in queries if n in wanted]
     names = [n for n, _ in queries]
 
