@@ -1,0 +1,1 @@
+"""bench/compare: Tally against Spark, DuckDB and single-process DataFusion on the same files."""
