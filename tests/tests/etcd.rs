@@ -156,6 +156,7 @@ async fn a_killed_worker_process_leaves_the_cluster_when_its_lease_lapses() {
     )
     .await;
     // The lease is 2 s; etcd expires it within about a second more.
+    eprintln!("killed worker dropped out after {gone:?}");
     assert!(gone <= Duration::from_secs(6), "took {gone:?}");
     let listed = client.list_workers().await.unwrap();
     assert_eq!(listed.len(), 1, "the dead worker stays listed, as dead");
@@ -298,8 +299,10 @@ async fn a_standby_coordinator_takes_over_when_the_leader_is_killed() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/q5.sql")).unwrap();
     let expected = client.sql(&q5).await.unwrap();
 
+    let killed = Instant::now();
     leader.kill();
     standby.wait_for_line("leading");
+    eprintln!("the standby led {:?} after the leader was killed", killed.elapsed());
     let client = Client::connect(&both).await.unwrap();
     assert_eq!(client.endpoint(), format!("127.0.0.1:{standby_port}"));
     within(
