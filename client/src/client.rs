@@ -12,18 +12,20 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use tally_common::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
 use tally_common::ipc::schema_from_bytes;
-use tally_common::shuffle_env::{connect_flight_lazy, endpoint_url};
+use tally_common::security::{AuthChannel, ClusterSecurity};
+use tally_common::shuffle_env::connect_flight_lazy;
 use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
 use tally_proto::coordinator::*;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
 
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
-    rpc: CoordinatorServiceClient<Channel>,
+    rpc: CoordinatorServiceClient<AuthChannel>,
+    /// The token and TLS for the coordinator and for the workers the answer comes from.
+    security: ClusterSecurity,
 }
 
 /// A finished query: its answer and what it cost.
@@ -72,6 +74,8 @@ pub struct StageMetrics {
     pub elapsed_ms: u64,
     /// The planner rules that shaped the stage and what they decided.
     pub rules: Vec<String>,
+    /// Bytes its operators spilled to disk for want of memory.
+    pub spilled_bytes: u64,
 }
 
 impl From<&JobStatus> for JobMetrics {
@@ -91,6 +95,7 @@ impl From<&JobStatus> for JobMetrics {
                 shuffle_rows: s.shuffle_rows,
                 elapsed_ms: s.elapsed_ms,
                 rules: s.rules.clone(),
+                spilled_bytes: s.spilled_bytes,
             })
             .collect();
         JobMetrics {
@@ -114,11 +119,20 @@ impl From<&JobStatus> for JobMetrics {
 impl Client {
     /// Connects now, so a wrong address fails here with a clear message.
     pub async fn connect(endpoint: &str) -> Result<Self, ClientError> {
+        Self::connect_with(endpoint, ClusterSecurity::default()).await
+    }
+
+    /// Connects with the cluster token and TLS settings in `security`.
+    pub async fn connect_with(
+        endpoint: &str,
+        security: ClusterSecurity,
+    ) -> Result<Self, ClientError> {
         let connect_error = |message: String| ClientError::Connect {
             endpoint: endpoint.to_string(),
             message,
         };
-        let channel = Endpoint::from_shared(endpoint_url(endpoint))
+        let channel = security
+            .endpoint(endpoint)
             .map_err(|e| connect_error(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .connect()
@@ -126,9 +140,10 @@ impl Client {
             .map_err(|e| connect_error(root_cause(&e)))?;
         Ok(Self {
             endpoint: endpoint.to_string(),
-            rpc: CoordinatorServiceClient::new(channel)
+            rpc: CoordinatorServiceClient::new(security.authed(channel))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            security,
         })
     }
 
@@ -198,6 +213,10 @@ impl Client {
             JobState::Failed | JobState::Cancelled => Err(ClientError::JobFailed {
                 job_id: status.job_id.clone(),
                 message: status.error.clone(),
+                code: match status.error_code {
+                    0 => tonic::Code::Unknown,
+                    code => tonic::Code::from(code),
+                },
             }),
             other => Err(ClientError::Unavailable {
                 endpoint: self.endpoint.clone(),
@@ -230,7 +249,7 @@ impl Client {
                 .ticket
                 .as_ref()
                 .ok_or_else(|| ClientError::Fetch("result location without ticket".to_string()))?;
-            let client = connect_flight_lazy(&location.flight_endpoint)
+            let client = connect_flight_lazy(&location.flight_endpoint, &self.security)
                 .map_err(|e| ClientError::Fetch(e.to_string()))?;
             let stream = fetch_batches(
                 client,

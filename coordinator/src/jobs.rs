@@ -33,6 +33,8 @@ pub(crate) struct Job {
     pub sql: String,
     pub state: JobState,
     pub error: String,
+    /// The gRPC code of a failed task's error (e.g. RESOURCE_EXHAUSTED), 0 when none.
+    pub error_code: i32,
     pub submitted_at: SystemTime,
     pub started: Instant,
     pub elapsed: Option<Duration>,
@@ -64,6 +66,8 @@ pub(crate) struct StageRun {
     pub shuffle_bytes: u64,
     pub shuffle_uncompressed_bytes: u64,
     pub shuffle_rows: u64,
+    /// What its tasks spilled to disk for want of memory.
+    pub spilled_bytes: u64,
 }
 
 #[derive(Clone)]
@@ -304,6 +308,7 @@ impl Job {
             }
             task.running = false;
             task.state = state;
+            stage.spilled_bytes += report.spilled_bytes;
             if state == TaskState::Succeeded {
                 task.outputs = report.outputs.clone();
                 task.partial_input_rows = report.partial_input_rows;
@@ -335,6 +340,7 @@ impl Job {
                     report.error.clone()
                 };
                 self.stage_mut(stage_id).state = StageState::Failed;
+                self.error_code = report.error_code;
                 self.finish(JobState::Failed, crate::error::one_line(&error));
                 false
             }
@@ -418,6 +424,7 @@ impl JobManager {
                 shuffle_bytes: 0,
                 shuffle_uncompressed_bytes: 0,
                 shuffle_rows: 0,
+                spilled_bytes: 0,
             })
             .collect();
         let mut job = new_job(id.clone(), sql, settings, stages, schema);
@@ -597,6 +604,7 @@ fn new_job(
         sql,
         state: JobState::Queued,
         error: String::new(),
+        error_code: 0,
         submitted_at: SystemTime::now(),
         started: Instant::now(),
         elapsed: None,

@@ -4,6 +4,7 @@
 mod bucketed_table;
 mod catalog;
 mod ctas;
+mod data_roots;
 mod error;
 mod explain;
 mod jobs;

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::security::ClusterSecurity;
 use tally_proto::coordinator::coordinator_service_server::CoordinatorServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::data_roots::DataRoots;
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
 use crate::service::CoordinatorRpc;
@@ -31,6 +33,10 @@ pub struct CoordinatorConfig {
     pub result_ttl: Duration,
     /// Where `CREATE TABLE ... AS SELECT` writes a table given no location.
     pub table_dir: PathBuf,
+    /// The folders SQL may read and write tables under (the table dir is always one).
+    pub data_roots: Vec<PathBuf>,
+    /// The cluster token and TLS, for what it serves and what it calls.
+    pub security: ClusterSecurity,
 }
 
 impl Default for CoordinatorConfig {
@@ -42,6 +48,8 @@ impl Default for CoordinatorConfig {
             partitions_per_worker: 2,
             result_ttl: Duration::from_secs(600),
             table_dir: std::env::temp_dir().join("tally-tables"),
+            data_roots: std::env::current_dir().into_iter().collect(),
+            security: ClusterSecurity::default(),
         }
     }
 }
@@ -55,8 +63,10 @@ pub struct CoordinatorHandle {
 }
 
 impl CoordinatorHandle {
-    /// Registers a table, as `--table NAME=PATH` does.
+    /// Registers a table, as `--table NAME=PATH` does: the operator's own tables are trusted,
+    /// so their paths become data roots.
     pub async fn register_table(&self, name: &str, path: &str) -> Result<(), CoordinatorError> {
+        self.state.data_roots.allow(path);
         self.state
             .register_table(name, path, None)
             .await
@@ -76,6 +86,10 @@ impl CoordinatorHandle {
 pub async fn start_coordinator(
     config: CoordinatorConfig,
 ) -> Result<CoordinatorHandle, CoordinatorError> {
+    config.security.check_listen(config.bind)?;
+    let mut roots = config.data_roots.clone();
+    roots.push(config.table_dir.clone());
+    let data_roots = DataRoots::new(&roots)?;
     let listener =
         TcpListener::bind(config.bind)
             .await
@@ -88,13 +102,17 @@ pub async fn start_coordinator(
         .map_err(|e| CoordinatorError::Internal(e.to_string()))?;
     let endpoint = local.to_string();
 
-    let workers = Arc::new(WorkerRegistry::new(config.heartbeat_timeout));
+    let workers = Arc::new(WorkerRegistry::new(
+        config.heartbeat_timeout,
+        config.security.clone(),
+    ));
     let jobs = JobManager::new(workers.clone(), config.result_ttl);
     let state = Arc::new(CoordinatorState::new(
         workers.clone(),
         jobs.clone(),
         config.partitions_per_worker,
         config.table_dir.clone(),
+        data_roots,
     ));
     let rpc = CoordinatorServiceServer::new(CoordinatorRpc::new(
         state.clone(),
@@ -106,8 +124,10 @@ pub async fn start_coordinator(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stop = shutdown_rx.clone();
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(rpc)
+        config
+            .security
+            .server()?
+            .add_service(config.security.guard(rpc))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }),

@@ -18,6 +18,7 @@ use tally_common::bucketing::BucketSinkExec;
 
 use crate::catalog::{TableEntry, TableFormat, register_table};
 use crate::ctas::{BucketedCtas, parse_bucketed_ctas};
+use crate::data_roots::DataRoots;
 use crate::error::CoordinatorError;
 use crate::explain::{estimate_shuffle_bytes, explain_batch, planned_stages, to_ipc};
 use crate::jobs::JobManager;
@@ -35,6 +36,8 @@ pub(crate) struct CoordinatorState {
     partitions_per_worker: usize,
     /// Where `CREATE TABLE ... AS SELECT` writes tables without a location.
     table_dir: PathBuf,
+    /// Where tables may be read from and written to.
+    pub data_roots: DataRoots,
 }
 
 impl CoordinatorState {
@@ -43,6 +46,7 @@ impl CoordinatorState {
         jobs: Arc<JobManager>,
         partitions_per_worker: usize,
         table_dir: PathBuf,
+        data_roots: DataRoots,
     ) -> Self {
         Self {
             base: SessionContext::new_with_config(base_config()),
@@ -51,6 +55,7 @@ impl CoordinatorState {
             jobs,
             partitions_per_worker,
             table_dir,
+            data_roots,
         }
     }
 
@@ -60,7 +65,8 @@ impl CoordinatorState {
         path: &str,
         format: Option<TableFormat>,
     ) -> Result<TableInfo, CoordinatorError> {
-        let entry = register_table(&self.base, name, path, format).await?;
+        let path = self.data_roots.check(path)?;
+        let entry = register_table(&self.base, name, &path.to_string_lossy(), format).await?;
         tracing::info!(table = %entry.name, path = %entry.path.display(), format = entry.format.as_str(), "table registered");
         self.tables
             .lock()
@@ -218,6 +224,7 @@ impl CoordinatorState {
             .location
             .clone()
             .unwrap_or_else(|| self.table_dir.join(&ctas.name));
+        let dir = self.data_roots.check(&dir.to_string_lossy())?;
         let occupied = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
         if occupied {
             return Err(CoordinatorError::Query(format!(

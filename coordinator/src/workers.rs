@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::ids::WorkerId;
-use tally_common::shuffle_env::endpoint_url;
+use tally_common::security::{AuthChannel, ClusterSecurity};
 use tally_proto::coordinator::WorkerInfo;
 use tally_proto::worker::worker_service_client::WorkerServiceClient;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::CoordinatorError;
 
@@ -17,7 +16,7 @@ use crate::error::CoordinatorError;
 pub(crate) struct WorkerRef {
     pub id: WorkerId,
     pub endpoint: String,
-    pub client: WorkerServiceClient<Channel>,
+    pub client: WorkerServiceClient<AuthChannel>,
 }
 
 struct WorkerEntry {
@@ -30,13 +29,15 @@ struct WorkerEntry {
 pub(crate) struct WorkerRegistry {
     workers: Mutex<BTreeMap<WorkerId, WorkerEntry>>,
     heartbeat_timeout: Duration,
+    security: ClusterSecurity,
 }
 
 impl WorkerRegistry {
-    pub(crate) fn new(heartbeat_timeout: Duration) -> Self {
+    pub(crate) fn new(heartbeat_timeout: Duration, security: ClusterSecurity) -> Self {
         Self {
             workers: Mutex::default(),
             heartbeat_timeout,
+            security,
         }
     }
 
@@ -46,10 +47,10 @@ impl WorkerRegistry {
         endpoint: String,
         task_slots: u32,
     ) -> Result<(), CoordinatorError> {
-        let channel = Endpoint::from_shared(endpoint_url(&endpoint))
-            .map_err(|e| CoordinatorError::Query(format!("bad worker endpoint {endpoint}: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy();
+        let channel = self
+            .security
+            .lazy_channel(&endpoint, Duration::from_secs(5))
+            .map_err(|e| CoordinatorError::Query(format!("bad worker endpoint: {e}")))?;
         let client = WorkerServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -9,7 +9,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use std::collections::BTreeMap;
 
 use tally_client::tpch::{TPCH_TABLES, generate_tpch};
-use tally_client::{Client, LocalCluster, QueryResult};
+use tally_client::{Client, LocalCluster, LocalClusterOptions, QueryResult};
+use tally_coordinator::CoordinatorConfig;
 
 /// TPC-H scale 0.01 as Parquet (4 files per large table). Generated once and shared by all
 /// test processes: it appears under its final name only when complete.
@@ -51,6 +52,20 @@ pub async fn tpch_cluster(workers: usize) -> LocalCluster {
             .expect("register TPC-H table");
     }
     cluster
+}
+
+/// An embedded cluster whose SQL may read and write tables under `roots`.
+pub async fn cluster_with_data_roots(workers: usize, roots: &[&Path]) -> LocalCluster {
+    LocalCluster::start_with(LocalClusterOptions {
+        workers,
+        coordinator: CoordinatorConfig {
+            data_roots: roots.iter().map(|r| r.to_path_buf()).collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .expect("start local cluster")
 }
 
 /// Runs `sql` with `settings` (e.g. `("tally.planner", "naive")`), panicking on error.

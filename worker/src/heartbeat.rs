@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_common::ids::WorkerId;
-use tally_common::shuffle_env::endpoint_url;
+use tally_common::security::{AuthChannel, ClusterSecurity};
 use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
 use tally_proto::coordinator::{HeartbeatRequest, RegisterWorkerRequest, TaskStatusReport};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::WorkerError;
 use crate::executor::TaskExecutor;
@@ -20,17 +19,12 @@ const REGISTER_ATTEMPTS: u32 = 10;
 #[derive(Clone)]
 pub(crate) struct CoordinatorLink {
     endpoint: String,
-    client: CoordinatorServiceClient<Channel>,
+    client: CoordinatorServiceClient<AuthChannel>,
 }
 
 impl CoordinatorLink {
-    pub(crate) fn new(endpoint: &str) -> Result<Self, WorkerError> {
-        let channel = Endpoint::from_shared(endpoint_url(endpoint))
-            .map_err(|e| {
-                WorkerError::InvalidRequest(format!("coordinator address {endpoint}: {e}"))
-            })?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy();
+    pub(crate) fn new(endpoint: &str, security: &ClusterSecurity) -> Result<Self, WorkerError> {
+        let channel = security.lazy_channel(endpoint, Duration::from_secs(5))?;
         Ok(Self {
             endpoint: endpoint.to_string(),
             client: CoordinatorServiceClient::new(channel)
@@ -76,7 +70,11 @@ impl CoordinatorLink {
                         Duration::from_millis(ms)
                     });
                 }
-                Err(status) if attempt + 1 < REGISTER_ATTEMPTS => {
+                // A refused token will not get better by waiting.
+                Err(status)
+                    if attempt + 1 < REGISTER_ATTEMPTS
+                        && status.code() != tonic::Code::Unauthenticated =>
+                {
                     attempt += 1;
                     tracing::warn!(coordinator = %self.endpoint, error = %status.message(), "registration failed, retrying");
                     tokio::time::sleep(Duration::from_millis(200 * attempt.min(5) as u64)).await;

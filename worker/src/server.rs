@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::ids::WorkerId;
+use tally_common::security::ClusterSecurity;
 use tally_common::shuffle_env::ShuffleEnv;
 use tally_common::spool::Spool;
 use tally_proto::worker::worker_service_server::WorkerServiceServer;
@@ -39,6 +40,8 @@ pub struct WorkerConfig {
     /// Bytes the worker's operators may hold at once (they spill or fail beyond it).
     pub memory_limit: usize,
     pub worker_id: Option<WorkerId>,
+    /// The cluster token and TLS, for what it serves and what it calls.
+    pub security: ClusterSecurity,
 }
 
 impl WorkerConfig {
@@ -51,6 +54,7 @@ impl WorkerConfig {
             task_slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             worker_id: None,
+            security: ClusterSecurity::default(),
         }
     }
 }
@@ -82,6 +86,7 @@ impl WorkerHandle {
 }
 
 pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
+    config.security.check_listen(config.bind)?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| WorkerError::Bind {
@@ -103,27 +108,32 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
     let env = Arc::new(ShuffleEnv::new(
         worker_id.clone(),
         Spool::new(config.spool_dir.join(worker_id.as_str())),
+        config.security.clone(),
     ));
-    let coordinator = CoordinatorLink::new(&config.coordinator)?;
+    let coordinator = CoordinatorLink::new(&config.coordinator, &config.security)?;
     let executor = Arc::new(TaskExecutor::new(
         env.clone(),
         coordinator.clone(),
         config.task_slots,
         config.memory_limit,
+        // Beside the spool, not in it: job IDs never contain a dot.
+        config.spool_dir.join(format!("{worker_id}.spill")),
     )?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let rpc = WorkerServiceServer::new(WorkerRpc::new(executor.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let flight = FlightServiceServer::new(SpoolFlightService::new(env.spool.clone()))
+    let flight = FlightServiceServer::new(SpoolFlightService::new(env.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let security = &config.security;
     let mut stop = shutdown_rx.clone();
     let server = executor.data_plane().spawn(
-        tonic::transport::Server::builder()
-            .add_service(rpc)
-            .add_service(flight)
+        security
+            .server()?
+            .add_service(security.guard(rpc))
+            .add_service(security.guard(flight))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }),
