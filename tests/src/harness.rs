@@ -41,7 +41,16 @@ const COMPLETE: &str = ".complete";
 
 /// An embedded cluster of `workers` workers with the TPC-H tables registered.
 pub async fn tpch_cluster(workers: usize) -> LocalCluster {
-    let cluster = LocalCluster::start(workers)
+    tpch_cluster_with(LocalClusterOptions {
+        workers,
+        ..Default::default()
+    })
+    .await
+}
+
+/// An embedded cluster made with `options`, with the TPC-H tables registered.
+pub async fn tpch_cluster_with(options: LocalClusterOptions) -> LocalCluster {
+    let cluster = LocalCluster::start_with(options)
         .await
         .expect("start local cluster");
     for table in TPCH_TABLES {
