@@ -28,8 +28,10 @@ const QUERY: &str = "SELECT n_regionkey, count(*) AS nations FROM nation \
                      GROUP BY n_regionkey ORDER BY n_regionkey";
 
 async fn secured_cluster(security: ClusterSecurity) -> LocalCluster {
-    let mut coordinator = CoordinatorConfig::default();
-    coordinator.security = security;
+    let coordinator = CoordinatorConfig {
+        security,
+        ..Default::default()
+    };
     let cluster = LocalCluster::start_with(LocalClusterOptions {
         workers: 2,
         coordinator,
@@ -191,7 +193,8 @@ async fn shuffle_tickets_serve_only_the_piece_they_were_issued_for() {
     assert!(messages.len() >= 2, "schema and at least one batch");
 
     // Any change to what it names, or to its MAC, is refused before the disk is touched.
-    let variants: [(&str, Box<dyn Fn(&mut ShuffleTicket)>); 6] = [
+    type Change = Box<dyn Fn(&mut ShuffleTicket)>;
+    let variants: [(&str, Change); 6] = [
         (
             "another job",
             Box::new(|t| t.job_id = "0123456789ab".into()),
