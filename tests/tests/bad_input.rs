@@ -21,7 +21,7 @@ use tally_proto::coordinator::{
 use tally_proto::plan::{ShuffleTicket, TaskKey};
 use tally_proto::worker::{DropJobRequest, RunTaskRequest};
 use tally_tests::compare::assert_same_results;
-use tally_tests::harness::{datafusion_answer, tpch_dir};
+use tally_tests::harness::{datafusion_answer, tally_binary, tpch_dir};
 use tally_tests::process::{TallyProcess, free_port};
 use tally_tests::raw_grpc::{self, compressed_frame, frame, frame_claiming};
 use tonic::Code;
@@ -826,11 +826,38 @@ async fn bad_input_corpus_gets_clear_errors_and_the_cluster_stays_up() {
     for process in &mut processes {
         assert!(process.is_running(), "{} died", process.name);
     }
+    let expected = datafusion_answer(QUERY).await;
     let result = client.sql(QUERY).await.unwrap();
-    assert_same_results(
-        QUERY,
-        &datafusion_answer(QUERY).await,
-        &result.batches,
-        true,
+    assert_same_results(QUERY, &expected, &result.batches, true);
+
+    // The CLI sends the token from its file; without one it is refused in one line.
+    let cli = |token: Option<&str>| {
+        let mut command = std::process::Command::new(tally_binary());
+        command
+            .args(["sql", "--coordinator", &coordinator_addr, "--format", "csv"])
+            .args(["-e", QUERY])
+            .env_remove(TOKEN_ENV);
+        if let Some(file) = token {
+            command.args(["--token-file", file]);
+        }
+        command.output().unwrap()
+    };
+    let output = cli(Some(token_file.to_str().unwrap()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).lines().count(),
+        expected.iter().map(|b| b.num_rows()).sum::<usize>() + 1
+    );
+    let output = cli(None);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("refused the call: missing cluster token"),
+        "{stderr}"
     );
 }
