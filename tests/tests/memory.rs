@@ -60,7 +60,7 @@ async fn sorts_and_aggregations_spill_under_a_small_limit_and_answer_exactly() {
 async fn a_query_that_cannot_fit_fails_cleanly_and_the_workers_answer_the_next() {
     let cluster = tpch_cluster_with(LocalClusterOptions {
         workers: 2,
-        worker_memory_limit: 2 * MIB,
+        worker_memory_limit: MIB,
         ..Default::default()
     })
     .await;
@@ -71,21 +71,23 @@ async fn a_query_that_cannot_fit_fails_cleanly_and_the_workers_answer_the_next()
     let error = client
         .sql_with_settings(
             sql,
-            &[(
-                "tally.broadcast_threshold_bytes".to_string(),
-                "0".to_string(),
-            )]
+            // One join task holds the whole build side (60,000 rows, several MiB).
+            &[
+                ("tally.broadcast_threshold_bytes", "0"),
+                ("datafusion.execution.target_partitions", "1"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .into(),
         )
         .await
-        .expect_err("the join does not fit in 2 MiB");
+        .expect_err("the join does not fit in 1 MiB");
     let ClientError::JobFailed { code, message, .. } = &error else {
         panic!("expected a failed job, got {error:?}");
     };
     assert_eq!(*code, Code::ResourceExhausted, "{message}");
     for part in [
         "ran out of memory",
-        "2 MiB",
+        "1 MiB",
         "--memory-limit-mb",
         "worker w-",
     ] {
@@ -97,5 +99,38 @@ async fn a_query_that_cannot_fit_fails_cleanly_and_the_workers_answer_the_next()
     let sql = "SELECT n_regionkey, count(*) FROM nation GROUP BY n_regionkey";
     let result = run_with(&client, sql, &[]).await;
     assert_same_results(sql, &datafusion_answer(sql).await, &result.batches, false);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn joins_spill_as_sort_merge_joins_when_hash_joins_are_not_preferred() {
+    let cluster = tpch_cluster_with(LocalClusterOptions {
+        workers: 2,
+        worker_memory_limit: 6 * MIB,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.client().await.unwrap();
+    let sql = "SELECT count(*) AS n FROM lineitem a JOIN lineitem b \
+               ON a.l_orderkey = b.l_orderkey AND a.l_comment <> b.l_comment";
+    let settings = [
+        SMALL_MERGE_RESERVATION,
+        ("datafusion.optimizer.prefer_hash_join", "false"),
+        ("tally.broadcast_threshold_bytes", "0"),
+        ("datafusion.execution.target_partitions", "2"),
+    ];
+    let result = run_with(&client, sql, &settings).await;
+    assert_same_results(sql, &datafusion_answer(sql).await, &result.batches, false);
+    let join_stage = result
+        .metrics
+        .stages
+        .iter()
+        .find(|s| s.input_stages.len() == 2)
+        .expect("a stage joining two inputs");
+    assert!(
+        join_stage.spilled_bytes > 0,
+        "the sort-merge join spilled nothing: {:?}",
+        result.metrics
+    );
     cluster.shutdown().await;
 }
