@@ -21,6 +21,7 @@ use tally_proto::worker::DropJobRequest;
 use tally_proto::worker::worker_service_client::WorkerServiceClient;
 use tally_tests::compare::assert_same_results;
 use tally_tests::harness::{datafusion_answer, tally_binary, tpch_dir};
+use tally_tests::process::{TallyProcess, free_port};
 use tally_worker::{WorkerConfig, start_worker};
 use tonic::Code;
 
@@ -422,4 +423,71 @@ async fn sql_reads_and_writes_tables_only_under_the_data_roots() {
         .value(0);
     assert_eq!(count, 25);
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tally_processes_speak_tls_from_pem_files_and_workers_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let token_file = dir.path().join("token");
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&token_file, ClusterToken::random().expose_secret()).unwrap();
+    let [cert, key, token_file] = [&cert, &key, &token_file].map(|p| p.to_str().unwrap());
+    let tls = ["--tls-cert", cert, "--tls-key", key, "--tls-ca", cert];
+    let coordinator = format!("127.0.0.1:{}", free_port());
+    let nation = format!("nation={}", tpch_dir().join("nation").display());
+
+    let mut args = vec!["coordinator", "--bind", &coordinator, "--table", &nation];
+    args.extend(["--token-file", token_file]);
+    args.extend(tls);
+    let (_coordinator, _) = TallyProcess::start("coordinator", &args, &[]);
+    let spool = dir.path().join("spool");
+    let mut args = vec!["worker", "--coordinator", &coordinator];
+    args.extend([
+        "--spool-dir",
+        spool.to_str().unwrap(),
+        "--token-file",
+        token_file,
+    ]);
+    args.extend(tls);
+    let (_worker, _) = TallyProcess::start("worker", &args, &[]);
+
+    // The CLI over TLS with the token: the right answer.
+    let output = std::process::Command::new(tally_binary())
+        .args([
+            "sql",
+            "--coordinator",
+            &coordinator,
+            "--format",
+            "csv",
+            "-e",
+            QUERY,
+        ])
+        .args(["--token-file", token_file, "--tls-ca", cert])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "n_regionkey,nations\n0,5\n1,5\n2,5\n3,5\n4,5\n"
+    );
+
+    // A worker without the token gives up at once, saying why.
+    let output = std::process::Command::new(tally_binary())
+        .args(["worker", "--coordinator", &coordinator, "--tls-ca", cert])
+        .args(["--tls-cert", cert, "--tls-key", key])
+        .env_remove(tally_common::auth::TOKEN_ENV)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: cannot register") && last.contains("missing cluster token"),
+        "{stderr}"
+    );
 }
