@@ -4,7 +4,7 @@
 //! its expected gRPC code and a message that names what is wrong; afterwards every process is
 //! still up and the cluster answers a normal query exactly.
 //!
-//! A case is one line of `cases()`: what to send, the code, a part of the message.
+//! A case is one line of `cases()`: what to send, the expected code, a part of the message.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -169,493 +169,103 @@ fn task(job: &str) -> Option<TaskKey> {
     })
 }
 
-/// Every case. Adding one is adding a line.
+/// Every case, one line each (kept so by `rustfmt::skip`).
+#[rustfmt::skip]
 fn cases() -> Vec<Case> {
     use Code::*;
     use Service::*;
+    use Token::Right;
     let mut cases = vec![
         // SQL syntax.
         sql("SELEC 1", InvalidArgument, "SELEC"),
         sql("SELECT * FROM", InvalidArgument, "Expected"),
         sql("SELECT (1", InvalidArgument, "Expected"),
         sql("SELECT 1 +", InvalidArgument, "Expected"),
-        sql(
-            "SELECT 'unterminated",
-            InvalidArgument,
-            "Unterminated string",
-        ),
+        sql("SELECT 'unterminated", InvalidArgument, "Unterminated string"),
         sql("", InvalidArgument, "empty SQL"),
-        sql(
-            "SELECT 1; SELECT 2",
-            InvalidArgument,
-            "single SQL statement",
-        ),
+        sql("SELECT 1; SELECT 2", InvalidArgument, "single SQL statement"),
         // Unknown names.
-        sql(
-            "SELECT * FROM no_such_table",
-            InvalidArgument,
-            "no_such_table",
-        ),
-        sql(
-            "SELECT no_such_column FROM nation",
-            InvalidArgument,
-            "no_such_column",
-        ),
+        sql("SELECT * FROM no_such_table", InvalidArgument, "no_such_table"),
+        sql("SELECT no_such_column FROM nation", InvalidArgument, "no_such_column"),
         sql("SELECT no_such_fn(1)", InvalidArgument, "no_such_fn"),
         sql("SELECT x.n_name FROM nation", InvalidArgument, "x.n_name"),
-        sql(
-            "SELECT * FROM no_schema.nation",
-            InvalidArgument,
-            "no_schema.nation",
-        ),
-        sql(
-            "SELECT n_name FROM nation a, nation b",
-            InvalidArgument,
-            "n_name",
-        ),
-        sql(
-            "DROP TABLE no_such_table",
-            NotFound,
-            "no table named no_such_table",
-        ),
+        sql("SELECT * FROM no_schema.nation", InvalidArgument, "no_schema.nation"),
+        sql("SELECT n_name FROM nation a, nation b", InvalidArgument, "n_name"),
+        sql("DROP TABLE no_such_table", NotFound, "no table named no_such_table"),
         // Types.
         sql("SELECT n_name + 1 FROM nation", InvalidArgument, "Utf8"),
-        sql(
-            "SELECT * FROM nation WHERE n_name",
-            InvalidArgument,
-            "non-boolean predicate",
-        ),
+        sql("SELECT * FROM nation WHERE n_name", InvalidArgument, "non-boolean predicate"),
         sql("SELECT sum(n_name) FROM nation", InvalidArgument, "sum"),
         sql("SELECT abs(1, 2)", InvalidArgument, "abs"),
         sql("SELECT CAST('abc' AS INT)", InvalidArgument, "abc"),
-        sql(
-            "SELECT CAST(n_name AS INT) FROM nation",
-            InvalidArgument,
-            "Cannot cast string",
-        ),
+        sql("SELECT CAST(n_name AS INT) FROM nation", InvalidArgument, "Cannot cast string"),
         sql("SELECT DATE 'not a date'", InvalidArgument, "not a date"),
-        sql(
-            "SELECT n_name, count(*) FROM nation",
-            InvalidArgument,
-            "GROUP BY",
-        ),
+        sql("SELECT n_name, count(*) FROM nation", InvalidArgument, "GROUP BY"),
         // Division by zero, where the planner folds it and where workers meet it.
         sql("SELECT 1 / 0", InvalidArgument, "Divide by zero"),
-        sql(
-            "SELECT n_nationkey / 0 FROM nation",
-            InvalidArgument,
-            "Divide by zero",
-        ),
-        sql(
-            "SELECT n_nationkey % 0 FROM nation",
-            InvalidArgument,
-            "Divide by zero",
-        ),
-        sql(
-            "SELECT sum(l_quantity / (l_linenumber - l_linenumber)) FROM lineitem",
-            InvalidArgument,
-            "Divide by zero",
-        ),
+        sql("SELECT n_nationkey / 0 FROM nation", InvalidArgument, "Divide by zero"),
+        sql("SELECT n_nationkey % 0 FROM nation", InvalidArgument, "Divide by zero"),
+        sql("SELECT sum(l_quantity / (l_linenumber - l_linenumber)) FROM lineitem", InvalidArgument, "Divide by zero"),
         // Huge literals.
-        sql(
-            "SELECT CAST('123456789012345678901234567890123456789012345678901234567890' AS BIGINT)",
-            InvalidArgument,
-            "123456789012345678901234567890123456789012345678901234567890",
-        ),
-        sql(
-            "SELECT CAST(1e50 AS DECIMAL(38, 0))",
-            InvalidArgument,
-            "Decimal128(38, 0)",
-        ),
-        sql(
-            "SELECT CAST(99999999999 AS INT)",
-            InvalidArgument,
-            "99999999999",
-        ),
+        sql("SELECT CAST('123456789012345678901234567890123456789012345678901234567890' AS BIGINT)", InvalidArgument, "123456789012345678901234567890123456789012345678901234567890"),
+        sql("SELECT CAST(1e50 AS DECIMAL(38, 0))", InvalidArgument, "Decimal128(38, 0)"),
+        sql("SELECT CAST(99999999999 AS INT)", InvalidArgument, "99999999999"),
         sql("SELECT CAST(300 AS TINYINT)", InvalidArgument, "300"),
         // Deep nesting.
-        made(
-            |_| format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000)),
-            InvalidArgument,
-            "RecursionLimitExceeded",
-        ),
-        made(
-            |_| {
-                let mut sql = "SELECT * FROM nation".to_string();
-                for _ in 0..200 {
-                    sql = format!("SELECT * FROM ({sql})");
-                }
-                sql
-            },
-            InvalidArgument,
-            "RecursionLimitExceeded",
-        ),
+        made(|_| format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000)), InvalidArgument, "RecursionLimitExceeded"),
+        made(|_| (0..200).fold("SELECT * FROM nation".to_string(), |sql, _| format!("SELECT * FROM ({sql})")), InvalidArgument, "RecursionLimitExceeded"),
         // Statements that are not jobs, and settings that do not exist.
-        sql(
-            "INSERT INTO nation VALUES (1, 'x', 1, 'y')",
-            InvalidArgument,
-            "INSERT",
-        ),
-        sql(
-            "COPY nation TO '/tmp/tally-copy.csv'",
-            InvalidArgument,
-            "COPY",
-        ),
-        sql(
-            "SET datafusion.execution.batch_size = 1",
-            InvalidArgument,
-            "--set key=value",
-        ),
-        sql_with(
-            "SELECT 1",
-            &[("datafusion.no_such", "1")],
-            InvalidArgument,
-            "datafusion.no_such",
-        ),
-        sql_with(
-            "SELECT 1",
-            &[("datafusion.execution.target_partitions", "many")],
-            InvalidArgument,
-            "many",
-        ),
-        sql_with(
-            "SELECT 1",
-            &[("tally.planner", "bogus")],
-            InvalidArgument,
-            "bogus",
-        ),
+        sql("INSERT INTO nation VALUES (1, 'x', 1, 'y')", InvalidArgument, "INSERT"),
+        sql("COPY nation TO '/tmp/tally-copy.csv'", InvalidArgument, "COPY"),
+        sql("SET datafusion.execution.batch_size = 1", InvalidArgument, "--set key=value"),
+        sql_with("SELECT 1", &[("datafusion.no_such", "1")], InvalidArgument, "datafusion.no_such"),
+        sql_with("SELECT 1", &[("datafusion.execution.target_partitions", "many")], InvalidArgument, "many"),
+        sql_with("SELECT 1", &[("tally.planner", "bogus")], InvalidArgument, "bogus"),
         // Paths: outside the data roots, missing, not what they claim to be.
-        sql(
-            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
-            PermissionDenied,
-            "/etc/passwd is outside the data roots",
-        ),
-        sql(
-            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://bucket/t/'",
-            PermissionDenied,
-            "not URLs",
-        ),
-        made(
-            |env| {
-                format!(
-                    "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/../../../etc'",
-                    env.root.display()
-                )
-            },
-            PermissionDenied,
-            "outside the data roots",
-        ),
-        made(
-            |env| {
-                format!(
-                    "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/missing'",
-                    env.root.display()
-                )
-            },
-            NotFound,
-            "missing",
-        ),
-        made(
-            |env| {
-                format!(
-                    "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/fake.parquet'",
-                    env.root.display()
-                )
-            },
-            InvalidArgument,
-            "fake.parquet",
-        ),
-        made(
-            |env| {
-                format!(
-                    "CREATE EXTERNAL TABLE t STORED AS AVRO LOCATION '{}/fake.parquet'",
-                    env.root.display()
-                )
-            },
-            InvalidArgument,
-            "unsupported table format 'avro'",
-        ),
-        sql(
-            "CREATE TABLE t WITH (bucket_by = 'n_nationkey', buckets = 2, location = \
-             '/tmp/tally-outside-root') AS SELECT * FROM nation",
-            PermissionDenied,
-            "outside the data roots",
-        ),
-        sql(
-            "CREATE TABLE t WITH (bucket_by = 'n_nationkey') AS SELECT * FROM nation",
-            InvalidArgument,
-            "buckets",
-        ),
+        sql("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", PermissionDenied, "/etc/passwd is outside the data roots"),
+        sql("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://bucket/t/'", PermissionDenied, "not URLs"),
+        made(|env| format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/../../../etc'", env.root.display()), PermissionDenied, "outside the data roots"),
+        made(|env| format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/missing'", env.root.display()), NotFound, "missing"),
+        made(|env| format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/fake.parquet'", env.root.display()), InvalidArgument, "fake.parquet"),
+        made(|env| format!("CREATE EXTERNAL TABLE t STORED AS AVRO LOCATION '{}/fake.parquet'", env.root.display()), InvalidArgument, "unsupported table format 'avro'"),
+        sql("CREATE TABLE t WITH (bucket_by = 'n_nationkey', buckets = 2, location = '/tmp/tally-outside-root') AS SELECT * FROM nation", PermissionDenied, "outside the data roots"),
+        sql("CREATE TABLE t WITH (bucket_by = 'n_nationkey') AS SELECT * FROM nation", InvalidArgument, "buckets"),
         // Well-formed requests that name the wrong things.
-        raw(
-            Coordinator,
-            "/tally.coordinator.CoordinatorService/GetJob",
-            Token::Right,
-            || {
-                message(GetJobRequest {
-                    job_id: "nope".into(),
-                })
-            },
-            NotFound,
-            "no job nope",
-        ),
-        raw(
-            Coordinator,
-            "/tally.coordinator.CoordinatorService/WatchJob",
-            Token::Right,
-            || {
-                message(GetJobRequest {
-                    job_id: "nope".into(),
-                })
-            },
-            NotFound,
-            "no job nope",
-        ),
-        raw(
-            Coordinator,
-            "/tally.coordinator.CoordinatorService/CancelJob",
-            Token::Right,
-            || {
-                message(GetJobRequest {
-                    job_id: "nope".into(),
-                })
-            },
-            NotFound,
-            "no job nope",
-        ),
-        raw(
-            Coordinator,
-            "/tally.coordinator.CoordinatorService/RegisterTable",
-            Token::Right,
-            || {
-                message(RegisterTableRequest {
-                    name: "bad name!".into(),
-                    path: tpch_dir().join("nation").display().to_string(),
-                    format: String::new(),
-                })
-            },
-            InvalidArgument,
-            "invalid table name",
-        ),
-        raw(
-            Coordinator,
-            "/tally.coordinator.CoordinatorService/RegisterTable",
-            Token::Right,
-            || {
-                message(RegisterTableRequest {
-                    name: "p".into(),
-                    path: "/etc/passwd".into(),
-                    format: "csv".into(),
-                })
-            },
-            PermissionDenied,
-            "outside the data roots",
-        ),
-        raw(
-            Coordinator,
-            "/tally.coordinator.CoordinatorService/RegisterWorker",
-            Token::Right,
-            || message(RegisterWorkerRequest::default()),
-            InvalidArgument,
-            "worker_id and endpoint are required",
-        ),
-        raw(
-            Coordinator,
-            "/tally.coordinator.CoordinatorService/RegisterWorker",
-            Token::Right,
-            || {
-                message(RegisterWorkerRequest {
-                    worker_id: "w-x".into(),
-                    endpoint: "not a host^".into(),
-                    task_slots: 1,
-                })
-            },
-            InvalidArgument,
-            "bad worker endpoint",
-        ),
-        raw(
-            Coordinator,
-            "/tally.coordinator.CoordinatorService/NoSuchMethod",
-            Token::Right,
-            empty,
-            Unimplemented,
-            "",
-        ),
-        raw(
-            Worker,
-            RUN_TASK,
-            Token::Right,
-            || message(RunTaskRequest::default()),
-            InvalidArgument,
-            "missing task",
-        ),
-        raw(
-            Worker,
-            RUN_TASK,
-            Token::Right,
-            || {
-                message(RunTaskRequest {
-                    task: task("job1"),
-                    plan: b"not a plan".to_vec(),
-                    settings: Default::default(),
-                })
-            },
-            InvalidArgument,
-            "plan",
-        ),
-        raw(
-            Worker,
-            RUN_TASK,
-            Token::Right,
-            || {
-                message(RunTaskRequest {
-                    task: task("../../etc"),
-                    plan: Vec::new(),
-                    settings: Default::default(),
-                })
-            },
-            InvalidArgument,
-            "invalid job ID",
-        ),
-        raw(
-            Worker,
-            DROP_JOB,
-            Token::Right,
-            || {
-                message(DropJobRequest {
-                    job_id: "../..".into(),
-                })
-            },
-            InvalidArgument,
-            "invalid job ID",
-        ),
-        raw(
-            Worker,
-            "/tally.worker.WorkerService/CancelTask",
-            Token::Right,
-            empty,
-            InvalidArgument,
-            "missing task",
-        ),
-        raw(
-            Worker,
-            DO_GET,
-            Token::Right,
-            || {
-                message(arrow_flight::Ticket {
-                    ticket: b"\xff\xff".to_vec().into(),
-                })
-            },
-            InvalidArgument,
-            "not a Tally shuffle ticket",
-        ),
-        raw(
-            Worker,
-            DO_GET,
-            Token::Right,
-            || {
-                message(arrow_flight::Ticket {
-                    ticket: ShuffleTicket {
-                        job_id: "../../../etc".into(),
-                        ..Default::default()
-                    }
-                    .encode_to_vec()
-                    .into(),
-                })
-            },
-            PermissionDenied,
-            "was not issued by worker",
-        ),
-        raw(
-            Worker,
-            "/arrow.flight.protocol.FlightService/Handshake",
-            Token::Right,
-            empty,
-            Unimplemented,
-            "handshake",
-        ),
-        raw(
-            Worker,
-            "/arrow.flight.protocol.FlightService/DoPut",
-            Token::Right,
-            empty,
-            Unimplemented,
-            "do_put",
-        ),
+        raw(Coordinator, "/tally.coordinator.CoordinatorService/GetJob", Right, || message(GetJobRequest { job_id: "nope".into() }), NotFound, "no job nope"),
+        raw(Coordinator, "/tally.coordinator.CoordinatorService/WatchJob", Right, || message(GetJobRequest { job_id: "nope".into() }), NotFound, "no job nope"),
+        raw(Coordinator, "/tally.coordinator.CoordinatorService/CancelJob", Right, || message(GetJobRequest { job_id: "nope".into() }), NotFound, "no job nope"),
+        raw(Coordinator, "/tally.coordinator.CoordinatorService/RegisterTable", Right, || message(RegisterTableRequest { name: "bad name!".into(), path: tpch_dir().join("nation").display().to_string(), format: String::new() }), InvalidArgument, "invalid table name"),
+        raw(Coordinator, "/tally.coordinator.CoordinatorService/RegisterTable", Right, || message(RegisterTableRequest { name: "p".into(), path: "/etc/passwd".into(), format: "csv".into() }), PermissionDenied, "outside the data roots"),
+        raw(Coordinator, "/tally.coordinator.CoordinatorService/RegisterWorker", Right, || message(RegisterWorkerRequest::default()), InvalidArgument, "worker_id and endpoint are required"),
+        raw(Coordinator, "/tally.coordinator.CoordinatorService/RegisterWorker", Right, || message(RegisterWorkerRequest { worker_id: "w-x".into(), endpoint: "not a host^".into(), task_slots: 1 }), InvalidArgument, "bad worker endpoint"),
+        raw(Coordinator, "/tally.coordinator.CoordinatorService/NoSuchMethod", Right, empty, Unimplemented, ""),
+        raw(Worker, RUN_TASK, Right, || message(RunTaskRequest::default()), InvalidArgument, "missing task"),
+        raw(Worker, RUN_TASK, Right, || message(RunTaskRequest { task: task("job1"), plan: b"not a plan".to_vec(), settings: Default::default() }), InvalidArgument, "plan"),
+        raw(Worker, RUN_TASK, Right, || message(RunTaskRequest { task: task("../../etc"), plan: Vec::new(), settings: Default::default() }), InvalidArgument, "invalid job ID"),
+        raw(Worker, DROP_JOB, Right, || message(DropJobRequest { job_id: "../..".into() }), InvalidArgument, "invalid job ID"),
+        raw(Worker, "/tally.worker.WorkerService/CancelTask", Right, empty, InvalidArgument, "missing task"),
+        raw(Worker, DO_GET, Right, || message(arrow_flight::Ticket { ticket: b"\xff\xff".to_vec().into() }), InvalidArgument, "not a Tally shuffle ticket"),
+        raw(Worker, DO_GET, Right, || message(arrow_flight::Ticket { ticket: ShuffleTicket { job_id: "../../../etc".into(), ..Default::default() }.encode_to_vec().into() }), PermissionDenied, "was not issued by worker"),
+        raw(Worker, "/arrow.flight.protocol.FlightService/Handshake", Right, empty, Unimplemented, "handshake"),
+        raw(Worker, "/arrow.flight.protocol.FlightService/DoPut", Right, empty, Unimplemented, "do_put"),
         // Framing: a compressed flag nobody negotiated, and lengths past the limit.
-        raw(
-            Coordinator,
-            SUBMIT,
-            Token::Right,
-            marked_compressed,
-            Internal,
-            "compressed",
-        ),
-        raw(
-            Coordinator,
-            SUBMIT,
-            Token::Right,
-            claims_300_mib,
-            OutOfRange,
-            "message length too large",
-        ),
-        raw(
-            Worker,
-            RUN_TASK,
-            Token::Right,
-            claims_300_mib,
-            OutOfRange,
-            "message length too large",
-        ),
-        raw(
-            Worker,
-            DO_GET,
-            Token::Right,
-            claims_300_mib,
-            OutOfRange,
-            "message length too large",
-        ),
+        raw(Coordinator, SUBMIT, Right, marked_compressed, Internal, "compressed"),
+        raw(Coordinator, SUBMIT, Right, claims_300_mib, OutOfRange, "message length too large"),
+        raw(Worker, RUN_TASK, Right, claims_300_mib, OutOfRange, "message length too large"),
+        raw(Worker, DO_GET, Right, claims_300_mib, OutOfRange, "message length too large"),
     ];
     // Malformed protobuf to every RPC.
     for method in COORDINATOR_METHODS {
         let path: &'static str = Box::leak(format!("{COORDINATOR}{method}").into_boxed_str());
-        cases.push(raw(
-            Coordinator,
-            path,
-            Token::Right,
-            garbage,
-            Internal,
-            "failed to decode",
-        ));
+        cases.push(raw(Coordinator, path, Right, garbage, Internal, "failed to decode"));
     }
     for path in WORKER_METHODS {
-        cases.push(raw(
-            Worker,
-            path,
-            Token::Right,
-            garbage,
-            Internal,
-            "failed to decode",
-        ));
+        cases.push(raw(Worker, path, Right, garbage, Internal, "failed to decode"));
     }
     // No token and a wrong token, on every service.
     for (to, path) in [(Coordinator, SUBMIT), (Worker, RUN_TASK), (Worker, DO_GET)] {
-        cases.push(raw(
-            to,
-            path,
-            Token::Missing,
-            empty,
-            Unauthenticated,
-            "missing cluster token",
-        ));
-        cases.push(raw(
-            to,
-            path,
-            Token::Wrong,
-            empty,
-            Unauthenticated,
-            "wrong cluster token",
-        ));
+        cases.push(raw(to, path, Token::Missing, empty, Unauthenticated, "missing cluster token"));
+        cases.push(raw(to, path, Token::Wrong, empty, Unauthenticated, "wrong cluster token"));
     }
     cases
 }
