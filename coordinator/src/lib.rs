@@ -14,6 +14,7 @@ mod resolve;
 mod server;
 mod service;
 mod session;
+mod sql_guard;
 mod state;
 mod status;
 mod workers;

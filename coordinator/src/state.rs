@@ -123,6 +123,7 @@ impl CoordinatorState {
         if sql.trim().is_empty() {
             return Err(CoordinatorError::Query("empty SQL".to_string()));
         }
+        crate::sql_guard::check_expression_depth(sql)?;
         let workers = self.workers.alive().len();
         let session = job_session(
             &self.base,

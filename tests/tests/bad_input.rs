@@ -214,6 +214,8 @@ fn cases() -> Vec<Case> {
         // Deep nesting.
         made(|_| format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000)), InvalidArgument, "RecursionLimitExceeded"),
         made(|_| (0..200).fold("SELECT * FROM nation".to_string(), |sql, _| format!("SELECT * FROM ({sql})")), InvalidArgument, "RecursionLimitExceeded"),
+        made(|_| format!("SELECT {} FROM nation", vec!["n_nationkey"; 5000].join(" + ")), InvalidArgument, "more than 1000 operators"),
+        made(|_| format!("SELECT * FROM nation WHERE {}", vec!["n_nationkey = 1"; 3000].join(" OR ")), InvalidArgument, "use IN (...)"),
         // Statements that are not jobs, and settings that do not exist.
         sql("INSERT INTO nation VALUES (1, 'x', 1, 'y')", InvalidArgument, "INSERT"),
         sql("COPY nation TO '/tmp/tally-copy.csv'", InvalidArgument, "COPY"),
