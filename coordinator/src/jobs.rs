@@ -483,6 +483,7 @@ impl JobManager {
                         worker_id: worker.id.to_string(),
                         state: TaskState::Failed as i32,
                         error: message,
+                        error_code: status.code() as i32,
                         ..Default::default()
                     });
                 }
