@@ -111,13 +111,14 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         config.security.clone(),
     ));
     let coordinator = CoordinatorLink::new(&config.coordinator, &config.security)?;
+    // Beside the spool, not in it: job IDs never contain a dot.
+    let spill_dir = config.spool_dir.join(format!("{worker_id}.spill"));
     let executor = Arc::new(TaskExecutor::new(
         env.clone(),
         coordinator.clone(),
         config.task_slots,
         config.memory_limit,
-        // Beside the spool, not in it: job IDs never contain a dot.
-        config.spool_dir.join(format!("{worker_id}.spill")),
+        spill_dir.clone(),
     )?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -140,9 +141,16 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
     );
     tracing::info!(worker_id = %worker_id, %endpoint, "worker listening");
 
-    let heartbeat_every = coordinator
+    let heartbeat_every = match coordinator
         .register(&worker_id, &endpoint, config.task_slots)
-        .await?;
+        .await
+    {
+        Ok(every) => every,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&spill_dir);
+            return Err(e);
+        }
+    };
     tokio::spawn(run_heartbeats(
         coordinator,
         heartbeat_every,
