@@ -51,16 +51,49 @@ impl DataRoots {
         let resolved = resolve(Path::new(path))
             .map_err(|e| CoordinatorError::Refused(format!("{path}: {e}")))?;
         let roots = self.roots.read().expect("data roots poisoned");
-        if roots.iter().any(|root| resolved.starts_with(root)) {
-            return Ok(resolved);
+        let inside = |p: &Path| roots.iter().any(|root| p.starts_with(root));
+        if !inside(&resolved) {
+            let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+            return Err(CoordinatorError::Refused(format!(
+                "{path} is outside the data roots ({}): the coordinator reads and writes tables \
+                 only under them; start it with --data-root to add a folder",
+                listed.join(", ")
+            )));
         }
-        let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
-        Err(CoordinatorError::Refused(format!(
-            "{path} is outside the data roots ({}): the coordinator reads and writes tables only \
-             under them; start it with --data-root to add a folder",
-            listed.join(", ")
-        )))
+        // A folder is read with everything in it: no symlink inside may lead out.
+        if let Some(link) = escaping_link(&resolved, &inside) {
+            return Err(CoordinatorError::Refused(format!(
+                "{path}: {} links outside the data roots",
+                link.display()
+            )));
+        }
+        Ok(resolved)
     }
+}
+
+/// The first symlink under folder `dir` whose target is not `inside`, walking iteratively.
+fn escaping_link(dir: &Path, inside: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_symlink() {
+                match std::fs::canonicalize(&path) {
+                    Ok(target) if inside(&target) => {}
+                    _ => return Some(path),
+                }
+            } else if kind.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    None
 }
 
 /// The absolute path `path` stands for: relative to the current directory, `.` and `..`
@@ -144,6 +177,15 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("secret.csv"), root.join("link.csv")).unwrap();
         let roots = DataRoots::new(std::slice::from_ref(&root)).unwrap();
         refused(&roots, root.join("link.csv").to_str().unwrap());
+
+        // A folder under the root holding a link out of it.
+        let table = root.join("table/part=1");
+        std::fs::create_dir_all(&table).unwrap();
+        std::fs::write(table.join("a.csv"), "a\n1\n").unwrap();
+        roots.check(root.join("table").to_str().unwrap()).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.csv"), table.join("b.csv")).unwrap();
+        let err = refused(&roots, root.join("table").to_str().unwrap());
+        assert!(err.contains("b.csv links outside the data roots"), "{err}");
     }
 
     #[test]
