@@ -243,18 +243,16 @@ async fn tls_with_a_self_signed_certificate_carries_every_call() {
         true,
     );
 
-    // Plaintext is not answered.
+    // Plaintext is not answered. (The TLS server's bytes are no HTTP/2 the client can read;
+    // what it reports depends on when the connection breaks: a transport error, an h2
+    // protocol error, or a cancelled operation.)
     let plain = ClusterSecurity::new(Some(token.clone()), None);
-    let error = Client::connect_with(cluster.endpoint(), plain)
+    let answer = Client::connect_with(cluster.endpoint(), plain)
         .await
         .unwrap()
         .list_workers()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, ClientError::Unavailable { .. }),
-        "{error:?}"
-    );
+        .await;
+    assert!(answer.is_err(), "a plaintext call was answered: {answer:?}");
 
     // Nor is a client that trusts another certificate.
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
