@@ -12,18 +12,20 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use tally_common::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
 use tally_common::ipc::schema_from_bytes;
-use tally_common::shuffle_env::{connect_flight_lazy, endpoint_url};
+use tally_common::security::{AuthChannel, ClusterSecurity};
+use tally_common::shuffle_env::connect_flight_lazy;
 use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
 use tally_proto::coordinator::*;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
 
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
-    rpc: CoordinatorServiceClient<Channel>,
+    rpc: CoordinatorServiceClient<AuthChannel>,
+    /// The token and TLS for the coordinator and for the workers the answer comes from.
+    security: ClusterSecurity,
 }
 
 /// A finished query: its answer and what it cost.
@@ -72,6 +74,8 @@ pub struct StageMetrics {
     pub elapsed_ms: u64,
     /// The planner rules that shaped the stage and what they decided.
     pub rules: Vec<String>,
+    /// Bytes its operators spilled to disk for want of memory.
+    pub spilled_bytes: u64,
 }
 
 impl From<&JobStatus> for JobMetrics {
@@ -91,6 +95,7 @@ impl From<&JobStatus> for JobMetrics {
                 shuffle_rows: s.shuffle_rows,
                 elapsed_ms: s.elapsed_ms,
                 rules: s.rules.clone(),
+                spilled_bytes: s.spilled_bytes,
             })
             .collect();
         JobMetrics {
@@ -112,9 +117,17 @@ impl From<&JobStatus> for JobMetrics {
 }
 
 impl Client {
-    /// Connects now, so a wrong address fails here with a clear message. `endpoints` may
-    /// name several coordinators, separated by commas: the client uses the one that leads.
+    /// Connects now, so a wrong address fails here with a clear message.
     pub async fn connect(endpoints: &str) -> Result<Self, ClientError> {
+        Self::connect_with(endpoints, ClusterSecurity::default()).await
+    }
+
+    /// Connects with the cluster token and TLS settings in `security`. `endpoints` may name
+    /// several coordinators, separated by commas: the client uses the one that leads.
+    pub async fn connect_with(
+        endpoints: &str,
+        security: ClusterSecurity,
+    ) -> Result<Self, ClientError> {
         let candidates: Vec<&str> = endpoints
             .split(',')
             .map(str::trim)
@@ -122,7 +135,7 @@ impl Client {
             .collect();
         let mut refusals = Vec::new();
         for endpoint in &candidates {
-            match Self::connect_one(endpoint).await {
+            match Self::connect_one(endpoint, security.clone()).await {
                 Ok(client) if candidates.len() == 1 => return Ok(client),
                 // With several candidates, ask: a standby refuses with the leader's address.
                 Ok(client) => match client.list_workers().await {
@@ -142,12 +155,13 @@ impl Client {
         })
     }
 
-    async fn connect_one(endpoint: &str) -> Result<Self, ClientError> {
+    async fn connect_one(endpoint: &str, security: ClusterSecurity) -> Result<Self, ClientError> {
         let connect_error = |message: String| ClientError::Connect {
             endpoint: endpoint.to_string(),
             message,
         };
-        let channel = Endpoint::from_shared(endpoint_url(endpoint))
+        let channel = security
+            .endpoint(endpoint)
             .map_err(|e| connect_error(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .connect()
@@ -155,9 +169,10 @@ impl Client {
             .map_err(|e| connect_error(root_cause(&e)))?;
         Ok(Self {
             endpoint: endpoint.to_string(),
-            rpc: CoordinatorServiceClient::new(channel)
+            rpc: CoordinatorServiceClient::new(security.authed(channel))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            security,
         })
     }
 
@@ -227,6 +242,10 @@ impl Client {
             JobState::Failed | JobState::Cancelled => Err(ClientError::JobFailed {
                 job_id: status.job_id.clone(),
                 message: status.error.clone(),
+                code: match status.error_code {
+                    0 => tonic::Code::Unknown,
+                    code => tonic::Code::from(code),
+                },
             }),
             other => Err(ClientError::Unavailable {
                 endpoint: self.endpoint.clone(),
@@ -259,7 +278,7 @@ impl Client {
                 .ticket
                 .as_ref()
                 .ok_or_else(|| ClientError::Fetch("result location without ticket".to_string()))?;
-            let client = connect_flight_lazy(&location.flight_endpoint)
+            let client = connect_flight_lazy(&location.flight_endpoint, &self.security)
                 .map_err(|e| ClientError::Fetch(e.to_string()))?;
             let stream = fetch_batches(
                 client,

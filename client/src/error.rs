@@ -9,8 +9,16 @@ pub enum ClientError {
     /// The query or request is wrong: bad SQL, unknown table or column, missing file.
     #[error("{0}")]
     Query(String),
+    /// `code` says whose fault it is: RESOURCE_EXHAUSTED when a worker ran out of memory,
+    /// INVALID_ARGUMENT for errors in the query, UNKNOWN when the job does not say.
     #[error("job {job_id} failed: {message}")]
-    JobFailed { job_id: String, message: String },
+    JobFailed {
+        job_id: String,
+        message: String,
+        code: Code,
+    },
+    #[error("{endpoint} refused the call: {message}")]
+    Unauthenticated { endpoint: String, message: String },
     #[error("the coordinator at {endpoint} stopped answering: {message}")]
     Unavailable { endpoint: String, message: String },
     #[error("job {job_id} cancelled: interrupted (Ctrl-C)")]
@@ -30,6 +38,10 @@ impl ClientError {
             Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => {
                 ClientError::Query(message)
             }
+            Code::Unauthenticated => ClientError::Unauthenticated {
+                endpoint: endpoint.to_string(),
+                message,
+            },
             Code::Unavailable | Code::Unknown | Code::DeadlineExceeded => {
                 ClientError::Unavailable {
                     endpoint: endpoint.to_string(),

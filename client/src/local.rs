@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tally_common::security::ClusterSecurity;
 use tally_coordinator::{CoordinatorConfig, CoordinatorHandle, start_coordinator};
 use tally_worker::{WorkerConfig, WorkerHandle, start_worker};
 
@@ -13,6 +14,7 @@ use crate::error::ClientError;
 
 pub struct LocalCluster {
     coordinator: CoordinatorHandle,
+    security: ClusterSecurity,
     workers: Vec<WorkerHandle>,
     spool_dir: PathBuf,
 }
@@ -23,6 +25,8 @@ pub struct LocalClusterOptions {
     /// Coordinator port; 0 picks a free one.
     pub port: u16,
     pub coordinator: CoordinatorConfig,
+    /// Bytes each worker's operators may hold (see `WorkerConfig::memory_limit`).
+    pub worker_memory_limit: usize,
 }
 
 impl Default for LocalClusterOptions {
@@ -31,6 +35,7 @@ impl Default for LocalClusterOptions {
             workers: 3,
             port: 0,
             coordinator: CoordinatorConfig::default(),
+            worker_memory_limit: tally_worker::DEFAULT_MEMORY_LIMIT,
         }
     }
 }
@@ -73,6 +78,8 @@ impl LocalCluster {
         for _ in 0..options.workers {
             let mut config = WorkerConfig::local(coordinator.endpoint.clone(), spool_dir.clone());
             config.meta = options.coordinator.meta.clone();
+            config.memory_limit = options.worker_memory_limit;
+            config.security = options.coordinator.security.clone();
             let worker = start_worker(config)
                 .await
                 .map_err(|e| ClientError::Local(e.to_string()))?;
@@ -80,6 +87,7 @@ impl LocalCluster {
         }
         let cluster = Self {
             coordinator,
+            security: options.coordinator.security.clone(),
             workers,
             spool_dir,
         };
@@ -130,7 +138,7 @@ impl LocalCluster {
     }
 
     pub async fn client(&self) -> Result<Client, ClientError> {
-        Client::connect(self.endpoint()).await
+        Client::connect_with(self.endpoint(), self.security.clone()).await
     }
 
     pub async fn register_table(&self, name: &str, path: &str) -> Result<(), ClientError> {

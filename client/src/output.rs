@@ -73,8 +73,13 @@ pub fn summarize(metrics: &JobMetrics, rows: usize) -> String {
             let ids: Vec<String> = stage.input_stages.iter().map(|s| s.to_string()).collect();
             format!("reads {}", ids.join(","))
         };
+        let spilled = if stage.spilled_bytes > 0 {
+            format!(", spilled {} to disk", human_bytes(stage.spilled_bytes))
+        } else {
+            String::new()
+        };
         text.push_str(&format!(
-            "  stage {} ({inputs}; {} tasks) -> {}: {} rows, shuffled {} ({} rows)\n",
+            "  stage {} ({inputs}; {} tasks) -> {}: {} rows, shuffled {} ({} rows){spilled}\n",
             stage.stage_id,
             stage.tasks,
             stage.output,

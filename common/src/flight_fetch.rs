@@ -14,9 +14,10 @@ use datafusion::error::{DataFusionError, Result};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use tonic::transport::Channel;
 
 use tally_proto::plan as pb;
+
+use crate::security::AuthChannel;
 
 #[derive(Debug, Default)]
 pub struct WireCounter {
@@ -50,7 +51,7 @@ pub fn encode_ticket(ticket: &pb::ShuffleTicket) -> Vec<u8> {
 
 /// Streams the batches behind `ticket`, adding every received message's size to `counter`.
 pub async fn fetch_batches(
-    mut client: FlightServiceClient<Channel>,
+    mut client: FlightServiceClient<AuthChannel>,
     endpoint: &str,
     ticket: Vec<u8>,
     counter: Arc<WireCounter>,

@@ -17,6 +17,24 @@ impl JobId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A job ID received from outside: it names a spool folder, so only letters, digits, `-`
+    /// and `_` (never `..` or `/`), at most 64 of them.
+    pub fn parse(id: &str) -> Result<Self, String> {
+        let valid = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if valid {
+            Ok(Self(id.to_string()))
+        } else {
+            Err(format!(
+                "invalid job ID {:?}: expected up to 64 letters, digits, - or _",
+                id.chars().take(80).collect::<String>()
+            ))
+        }
+    }
 }
 
 impl From<String> for JobId {

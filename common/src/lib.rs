@@ -2,16 +2,20 @@
 //! stages, their datafusion-proto codec, the spool of stage outputs and the Flight transfer
 //! between workers.
 
+pub mod auth;
 pub mod bucketing;
 pub mod codec;
 pub mod compression;
 pub mod flight_fetch;
 pub mod ids;
 pub mod ipc;
+pub mod security;
 pub mod shuffle_env;
 pub mod shuffle_reader;
 pub mod shuffle_writer;
 pub mod spool;
+pub mod tickets;
+pub mod tls;
 
 /// gRPC messages may carry large plans and batches; both ends set this limit explicitly.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;

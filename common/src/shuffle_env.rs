@@ -12,14 +12,15 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use futures::TryStreamExt;
 use tokio::sync::OnceCell;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::MAX_MESSAGE_BYTES;
 use crate::compression::WireCompression;
 use crate::flight_fetch::{encode_ticket, fetch_batches};
 use crate::ids::WorkerId;
+use crate::security::{AuthChannel, ClusterSecurity};
 use crate::shuffle_reader::{ReadCounters, SpoolLocation};
 use crate::spool::{Spool, SpoolFileWriter};
+use crate::tickets::TicketKey;
 
 #[derive(Debug)]
 pub struct ShuffleEnv {
@@ -27,15 +28,18 @@ pub struct ShuffleEnv {
     pub spool: Spool,
     pub flight: FlightClients,
     pub broadcast_cache: BroadcastCache,
+    /// Mints and checks the tickets of the pieces this worker spools.
+    pub tickets: TicketKey,
 }
 
 impl ShuffleEnv {
-    pub fn new(worker_id: WorkerId, spool: Spool) -> Self {
+    pub fn new(worker_id: WorkerId, spool: Spool, security: ClusterSecurity) -> Self {
         Self {
             worker_id,
             spool,
-            flight: FlightClients::default(),
+            flight: FlightClients::new(security),
             broadcast_cache: BroadcastCache::default(),
+            tickets: TicketKey::random(),
         }
     }
 
@@ -53,18 +57,26 @@ impl ShuffleEnv {
 }
 
 /// One lazily connected channel per peer endpoint, shared by all tasks of the worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FlightClients {
-    clients: Mutex<HashMap<String, FlightServiceClient<Channel>>>,
+    security: ClusterSecurity,
+    clients: Mutex<HashMap<String, FlightServiceClient<AuthChannel>>>,
 }
 
 impl FlightClients {
-    pub fn get(&self, endpoint: &str) -> Result<FlightServiceClient<Channel>> {
+    pub fn new(security: ClusterSecurity) -> Self {
+        Self {
+            security,
+            clients: Mutex::default(),
+        }
+    }
+
+    pub fn get(&self, endpoint: &str) -> Result<FlightServiceClient<AuthChannel>> {
         let mut clients = self.clients.lock().expect("flight client cache poisoned");
         if let Some(client) = clients.get(endpoint) {
             return Ok(client.clone());
         }
-        let client = connect_flight_lazy(endpoint)?;
+        let client = connect_flight_lazy(endpoint, &self.security)?;
         clients.insert(endpoint.to_string(), client.clone());
         Ok(client)
     }
@@ -132,19 +144,14 @@ impl BroadcastCache {
     }
 }
 
-/// `host:port` or a URL; plain `host:port` means http.
-pub fn endpoint_url(endpoint: &str) -> String {
-    if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    }
-}
-
-pub fn connect_flight_lazy(endpoint: &str) -> Result<FlightServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(endpoint_url(endpoint))
-        .map_err(|e| DataFusionError::Execution(format!("bad Flight endpoint {endpoint}: {e}")))?
-        .connect_lazy();
+/// A Flight client of `endpoint` (`host:port` or a URL) that connects on first use.
+pub fn connect_flight_lazy(
+    endpoint: &str,
+    security: &ClusterSecurity,
+) -> Result<FlightServiceClient<AuthChannel>> {
+    let channel = security
+        .lazy_channel(endpoint, std::time::Duration::from_secs(5))
+        .map_err(|e| DataFusionError::Execution(format!("Flight endpoint {endpoint}: {e}")))?;
     Ok(FlightServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))

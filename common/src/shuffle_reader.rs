@@ -37,6 +37,8 @@ pub struct SpoolLocation {
     pub map_partition: u32,
     pub out_partition: u32,
     pub rows: u64,
+    /// The holding worker's MAC of this piece (see `tickets`).
+    pub mac: Vec<u8>,
 }
 
 impl SpoolLocation {
@@ -48,6 +50,7 @@ impl SpoolLocation {
             map_partition: self.map_partition,
             out_partition: self.out_partition,
             compression: pb::Compression::from(compression) as i32,
+            mac: self.mac.clone(),
         }
     }
 
@@ -76,6 +79,7 @@ impl TryFrom<pb::ShuffleLocation> for SpoolLocation {
             map_partition: ticket.map_partition,
             out_partition: ticket.out_partition,
             rows: loc.rows,
+            mac: ticket.mac,
         })
     }
 }

@@ -11,6 +11,11 @@ pub enum CoordinatorError {
     Query(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request names something it may not touch (a path outside the data roots).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Security(#[from] tally_common::security::SecurityError),
     #[error("no workers are registered: start at least one `tally worker`")]
     NoWorkers,
     #[error("{0}")]
@@ -66,6 +71,8 @@ impl From<CoordinatorError> for Status {
         let code = match &err {
             CoordinatorError::Query(_) => Code::InvalidArgument,
             CoordinatorError::NotFound(_) => Code::NotFound,
+            CoordinatorError::Refused(_) => Code::PermissionDenied,
+            CoordinatorError::Security(_) => Code::FailedPrecondition,
             CoordinatorError::NoWorkers
             | CoordinatorError::Unavailable(_)
             | CoordinatorError::Standby { .. }

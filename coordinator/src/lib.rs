@@ -4,6 +4,7 @@
 mod bucketed_table;
 mod catalog;
 mod ctas;
+mod data_roots;
 mod error;
 mod explain;
 mod jobs;
@@ -14,6 +15,7 @@ mod role;
 mod server;
 mod service;
 mod session;
+mod sql_guard;
 mod state;
 mod status;
 mod workers;

@@ -108,6 +108,7 @@ fn location(
         map_partition: map as u32,
         out_partition: out.partition,
         rows: out.rows,
+        mac: out.ticket_mac.clone(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::security::ClusterSecurity;
 use tally_meta::{MetaConfig, SharedMetaStore, WorkerEvent};
 use tally_proto::coordinator::coordinator_service_server::CoordinatorServiceServer;
 use tokio::net::TcpListener;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
+use crate::data_roots::DataRoots;
 use crate::error::CoordinatorError;
 use crate::jobs::{DEFAULT_TASK_ATTEMPTS, JobLimits, JobManager};
 use crate::role::Role;
@@ -42,6 +44,10 @@ pub struct CoordinatorConfig {
     pub task_attempts: u32,
     /// A job still running after this long fails.
     pub job_timeout: Duration,
+    /// The folders SQL may read and write tables under (the table dir is always one).
+    pub data_roots: Vec<PathBuf>,
+    /// The cluster token and TLS, for what it serves and what it calls.
+    pub security: ClusterSecurity,
 }
 
 impl Default for CoordinatorConfig {
@@ -57,6 +63,8 @@ impl Default for CoordinatorConfig {
             table_dir: std::env::temp_dir().join("tally-tables"),
             task_attempts: DEFAULT_TASK_ATTEMPTS,
             job_timeout: Duration::from_secs(6 * 3600),
+            data_roots: std::env::current_dir().into_iter().collect(),
+            security: ClusterSecurity::default(),
         }
     }
 }
@@ -71,8 +79,10 @@ pub struct CoordinatorHandle {
 }
 
 impl CoordinatorHandle {
-    /// Registers a table, as `--table NAME=PATH` does.
+    /// Registers a table, as `--table NAME=PATH` does: the operator's own tables are trusted,
+    /// so their paths become data roots.
     pub async fn register_table(&self, name: &str, path: &str) -> Result<(), CoordinatorError> {
+        self.state.data_roots.allow(path);
         self.state
             .register_table(name, path, None)
             .await
@@ -108,6 +118,10 @@ impl CoordinatorHandle {
 pub async fn start_coordinator(
     config: CoordinatorConfig,
 ) -> Result<CoordinatorHandle, CoordinatorError> {
+    config.security.check_listen(config.bind)?;
+    let mut roots = config.data_roots.clone();
+    roots.push(config.table_dir.clone());
+    let data_roots = DataRoots::new(&roots)?;
     let store = config.meta.open().await?;
     let listener =
         TcpListener::bind(config.bind)
@@ -124,7 +138,7 @@ pub async fn start_coordinator(
         None => local.to_string(),
     };
 
-    let workers = Arc::new(WorkerRegistry::new());
+    let workers = Arc::new(WorkerRegistry::new(config.security.clone()));
     let limits = JobLimits {
         task_attempts: config.task_attempts,
         timeout: config.job_timeout,
@@ -136,6 +150,7 @@ pub async fn start_coordinator(
         store.clone(),
         config.partitions_per_worker,
         config.table_dir.clone(),
+        data_roots,
     ));
     let role = Role::standby();
     let gate = role.clone();
@@ -151,8 +166,10 @@ pub async fn start_coordinator(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stop = shutdown_rx.clone();
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(rpc)
+        config
+            .security
+            .server()?
+            .add_service(config.security.guard(rpc))
             // TCP_NODELAY: without it a response's last frame (the gRPC trailers) waits
             // for the peer's delayed ACK, about 40 ms per call.
             .serve_with_incoming_shutdown(

@@ -77,7 +77,12 @@ pub(crate) fn job_session(
             .config_mut()
             .options_mut()
             .set(key, value)
-            .map_err(|e| CoordinatorError::Query(format!("setting {key} = {value}: {e}")))?;
+            .map_err(|e| {
+                CoordinatorError::Query(format!(
+                    "setting {key} = {value}: {}",
+                    crate::error::one_line(&e.to_string())
+                ))
+            })?;
     }
     let rules = Rules::from_config(state.config().options()).map_err(CoordinatorError::Query)?;
     for (key, value) in rule_settings(&rules) {

@@ -19,6 +19,7 @@ use tally_common::bucketing::BucketSinkExec;
 
 use crate::catalog::{TableEntry, TableFormat, register_table};
 use crate::ctas::{BucketedCtas, parse_bucketed_ctas};
+use crate::data_roots::DataRoots;
 use crate::error::CoordinatorError;
 use crate::explain::{estimate_shuffle_bytes, explain_batch, planned_stages, to_ipc};
 use crate::jobs::JobManager;
@@ -38,6 +39,8 @@ pub(crate) struct CoordinatorState {
     partitions_per_worker: usize,
     /// Where `CREATE TABLE ... AS SELECT` writes tables without a location.
     table_dir: PathBuf,
+    /// Where tables may be read from and written to.
+    pub data_roots: DataRoots,
 }
 
 impl CoordinatorState {
@@ -47,6 +50,7 @@ impl CoordinatorState {
         store: SharedMetaStore,
         partitions_per_worker: usize,
         table_dir: PathBuf,
+        data_roots: DataRoots,
     ) -> Self {
         Self {
             base: SessionContext::new_with_config(base_config()),
@@ -56,6 +60,7 @@ impl CoordinatorState {
             store,
             partitions_per_worker,
             table_dir,
+            data_roots,
         }
     }
 
@@ -83,7 +88,8 @@ impl CoordinatorState {
         path: &str,
         format: Option<TableFormat>,
     ) -> Result<TableEntry, CoordinatorError> {
-        let entry = register_table(&self.base, name, path, format).await?;
+        let path = self.data_roots.check(path)?;
+        let entry = register_table(&self.base, name, &path.to_string_lossy(), format).await?;
         tracing::info!(table = %entry.name, path = %entry.path.display(), format = entry.format.as_str(), "table registered");
         self.tables
             .lock()
@@ -157,6 +163,7 @@ impl CoordinatorState {
         if sql.trim().is_empty() {
             return Err(CoordinatorError::Query("empty SQL".to_string()));
         }
+        crate::sql_guard::check_expression_depth(sql)?;
         let workers = self.workers.alive().len();
         let session = job_session(
             &self.base,
@@ -258,6 +265,7 @@ impl CoordinatorState {
             .location
             .clone()
             .unwrap_or_else(|| self.table_dir.join(&ctas.name));
+        let dir = self.data_roots.check(&dir.to_string_lossy())?;
         let occupied = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
         if occupied {
             return Err(CoordinatorError::Query(format!(

@@ -48,6 +48,7 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
                     .chain(&stage.notes)
                     .cloned()
                     .collect(),
+                spilled_bytes: stage.spilled_bytes,
                 plan: displayable(stage.launched_plan().as_ref())
                     .indent(false)
                     .to_string(),
@@ -85,6 +86,7 @@ pub(crate) fn job_status(job: &Job) -> JobStatus {
         sql: job.sql.clone(),
         state: job.state as i32,
         error: job.error.clone(),
+        error_code: job.error_code,
         stages,
         results,
         result_schema: schema_to_bytes(&job.result_schema).unwrap_or_default(),

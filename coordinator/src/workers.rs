@@ -6,11 +6,10 @@ use std::time::{Duration, Instant};
 
 use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::ids::WorkerId;
-use tally_common::shuffle_env::endpoint_url;
+use tally_common::security::{AuthChannel, ClusterSecurity};
 use tally_meta::WorkerRecord;
 use tally_proto::coordinator::WorkerInfo;
 use tally_proto::worker::worker_service_client::WorkerServiceClient;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::CoordinatorError;
 
@@ -18,7 +17,7 @@ use crate::error::CoordinatorError;
 pub(crate) struct WorkerRef {
     pub id: WorkerId,
     pub endpoint: String,
-    pub client: WorkerServiceClient<Channel>,
+    pub client: WorkerServiceClient<AuthChannel>,
 }
 
 struct WorkerEntry {
@@ -30,22 +29,24 @@ struct WorkerEntry {
 
 pub(crate) struct WorkerRegistry {
     workers: Mutex<BTreeMap<WorkerId, WorkerEntry>>,
+    security: ClusterSecurity,
 }
 
 impl WorkerRegistry {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(security: ClusterSecurity) -> Self {
         Self {
             workers: Mutex::default(),
+            security,
         }
     }
 
     /// A worker joined (or joined again): the cluster state said so.
     pub(crate) fn up(&self, worker: &WorkerRecord) -> Result<(), CoordinatorError> {
         let endpoint = &worker.endpoint;
-        let channel = Endpoint::from_shared(endpoint_url(endpoint))
-            .map_err(|e| CoordinatorError::Query(format!("bad worker endpoint {endpoint}: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy();
+        let channel = self
+            .security
+            .lazy_channel(endpoint, Duration::from_secs(5))
+            .map_err(|e| CoordinatorError::Query(format!("bad worker endpoint {endpoint}: {e}")))?;
         let client = WorkerServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -9,7 +9,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use std::collections::BTreeMap;
 
 use tally_client::tpch::{TPCH_TABLES, generate_tpch};
-use tally_client::{Client, LocalCluster, QueryResult};
+use tally_client::{Client, LocalCluster, LocalClusterOptions, QueryResult};
+use tally_coordinator::CoordinatorConfig;
 
 /// TPC-H scale 0.01 as Parquet (4 files per large table). Generated once and shared by all
 /// test processes: it appears under its final name only when complete.
@@ -40,7 +41,16 @@ const COMPLETE: &str = ".complete";
 
 /// An embedded cluster of `workers` workers with the TPC-H tables registered.
 pub async fn tpch_cluster(workers: usize) -> LocalCluster {
-    let cluster = LocalCluster::start(workers)
+    tpch_cluster_with(LocalClusterOptions {
+        workers,
+        ..Default::default()
+    })
+    .await
+}
+
+/// An embedded cluster made with `options`, with the TPC-H tables registered.
+pub async fn tpch_cluster_with(options: LocalClusterOptions) -> LocalCluster {
+    let cluster = LocalCluster::start_with(options)
         .await
         .expect("start local cluster");
     for table in TPCH_TABLES {
@@ -51,6 +61,20 @@ pub async fn tpch_cluster(workers: usize) -> LocalCluster {
             .expect("register TPC-H table");
     }
     cluster
+}
+
+/// An embedded cluster whose SQL may read and write tables under `roots`.
+pub async fn cluster_with_data_roots(workers: usize, roots: &[&Path]) -> LocalCluster {
+    LocalCluster::start_with(LocalClusterOptions {
+        workers,
+        coordinator: CoordinatorConfig {
+            data_roots: roots.iter().map(|r| r.to_path_buf()).collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .expect("start local cluster")
 }
 
 /// Runs `sql` with `settings` (e.g. `("tally.planner", "naive")`), panicking on error.

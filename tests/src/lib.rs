@@ -1,8 +1,9 @@
 //! Shared pieces of Tally's integration tests: TPC-H data made once per test binary,
 //! clusters with the tables registered, single-process DataFusion answers to compare
-//! against, and the `tally` binary for multi-process tests.
+//! against, the `tally` binary for multi-process tests, and raw gRPC calls for bad input.
 
 pub mod compare;
 pub mod etcd;
 pub mod harness;
 pub mod process;
+pub mod raw_grpc;

@@ -9,7 +9,7 @@ use crate::harness::tally_binary;
 
 /// A child process that is killed if the test ends early.
 pub struct Process {
-    name: String,
+    pub name: String,
     child: Child,
     /// Kept open: a server that prints after its first line must not hit a closed pipe.
     stdout: BufReader<ChildStdout>,
@@ -18,8 +18,14 @@ pub struct Process {
 impl Process {
     /// Starts `tally args...` and waits for its first stdout line (its "listening" line).
     pub fn start(name: &str, args: &[&str]) -> (Self, String) {
+        Self::start_with_env(name, args, &[])
+    }
+
+    /// As `start`, with `env` set for the process.
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Self, String) {
         let mut child = Command::new(tally_binary())
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -34,6 +40,16 @@ impl Process {
             stdout,
         };
         (process, line.trim().to_string())
+    }
+
+    /// The `host:port` a "... listening on HOST:PORT" line names.
+    pub fn endpoint_of(line: &str) -> String {
+        line.rsplit(' ').next().unwrap_or_default().to_string()
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Reads stdout until a line contains `text` (blocking; the process must print it).

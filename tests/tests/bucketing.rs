@@ -9,7 +9,7 @@ use tally_client::LocalCluster;
 use tally_client::tpch::generate_tpch_bucketed;
 use tally_common::bucketing::BucketSpec;
 use tally_tests::compare::assert_same_results;
-use tally_tests::harness::{datafusion_answer, run_with, tpch_dir};
+use tally_tests::harness::{cluster_with_data_roots, datafusion_answer, run_with, tpch_dir};
 
 const JOIN_BY_ORDER: &str = "SELECT o_orderkey, o_orderdate, sum(l_extendedprice) AS revenue, \
                              count(*) AS lines FROM orders JOIN lineitem ON l_orderkey = o_orderkey \
@@ -70,7 +70,8 @@ async fn join_and_aggregation_on_the_bucket_key_shuffle_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn create_table_as_select_writes_bucketed_tables_that_join_in_place() {
-    let cluster = LocalCluster::start(3).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cluster = cluster_with_data_roots(3, &[out.path()]).await;
     for table in ["orders", "lineitem"] {
         cluster
             .register_table(table, tpch_dir().join(table).to_str().unwrap())
@@ -78,7 +79,6 @@ async fn create_table_as_select_writes_bucketed_tables_that_join_in_place() {
             .unwrap();
     }
     let client = cluster.client().await.unwrap();
-    let out = tempfile::tempdir().unwrap();
     for (name, key, source) in [
         ("o", "o_orderkey", "orders"),
         ("l", "l_orderkey", "lineitem"),

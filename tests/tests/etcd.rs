@@ -302,7 +302,10 @@ async fn a_standby_coordinator_takes_over_when_the_leader_is_killed() {
     let killed = Instant::now();
     leader.kill();
     standby.wait_for_line("leading");
-    eprintln!("the standby led {:?} after the leader was killed", killed.elapsed());
+    eprintln!(
+        "the standby led {:?} after the leader was killed",
+        killed.elapsed()
+    );
     let client = Client::connect(&both).await.unwrap();
     assert_eq!(client.endpoint(), format!("127.0.0.1:{standby_port}"));
     within(

@@ -1,13 +1,12 @@
 //! Tables from Parquet folders and CSV files, registered by flag or by SQL.
 
 use arrow::array::Int64Array;
-use tally_client::LocalCluster;
-use tally_tests::harness::tpch_dir;
+use tally_tests::harness::{cluster_with_data_roots, tpch_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn csv_and_parquet_tables_join_and_can_be_dropped() {
-    let cluster = LocalCluster::start(2).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster_with_data_roots(2, &[tpch_dir()]).await;
     let csv = dir.path().join("regions.csv");
     std::fs::write(&csv, "r_regionkey,label\n0,zero\n1,one\n2,two\n").unwrap();
     cluster

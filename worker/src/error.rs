@@ -22,6 +22,34 @@ pub enum WorkerError {
     Membership(String),
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Security(#[from] tally_common::security::SecurityError),
+}
+
+/// Whose fault a failed task is, as a gRPC code: the query's (invalid argument), the
+/// worker's memory (resource exhausted), or something else (internal).
+pub(crate) fn task_error_code(error: &DataFusionError) -> Code {
+    use arrow::error::ArrowError;
+    match error.find_root() {
+        DataFusionError::ResourcesExhausted(_) => Code::ResourceExhausted,
+        DataFusionError::Plan(_)
+        | DataFusionError::SQL(..)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_) => Code::InvalidArgument,
+        DataFusionError::ArrowError(e, _)
+            if matches!(
+                e.as_ref(),
+                ArrowError::DivideByZero
+                    | ArrowError::CastError(_)
+                    | ArrowError::ComputeError(_)
+                    | ArrowError::ArithmeticOverflow(_)
+                    | ArrowError::InvalidArgumentError(_)
+            ) =>
+        {
+            Code::InvalidArgument
+        }
+        _ => Code::Internal,
+    }
 }
 
 impl From<WorkerError> for Status {

@@ -2,12 +2,14 @@
 //! spooled and what it read to the coordinator.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -25,12 +27,14 @@ use tally_proto::coordinator::{PartitionOutput, StageRead, TaskState, TaskStatus
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
-use crate::error::WorkerError;
+use crate::error::{WorkerError, task_error_code};
 use crate::heartbeat::CoordinatorLink;
 
 pub(crate) struct TaskExecutor {
     env: Arc<ShuffleEnv>,
     runtime: Arc<RuntimeEnv>,
+    /// Bytes the memory pool holds, for the message of a task that ran out of it.
+    memory_limit: usize,
     coordinator: CoordinatorLink,
     running: Mutex<HashMap<TaskKey, AbortHandle>>,
     /// At most `task_slots` tasks execute at once; the others wait their turn here, so a
@@ -58,20 +62,29 @@ impl TaskExecutor {
         coordinator: CoordinatorLink,
         task_slots: u32,
         memory_limit: usize,
+        spill_dir: PathBuf,
     ) -> Result<Self, WorkerError> {
         let task_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(task_slots.max(1) as usize)
             .thread_name(format!("tally-task-{}", env.worker_id))
             .enable_all()
             .build()?;
-        // Operators reserve memory from one pool per worker and spill (sorts, aggregations)
-        // or fail with a resources-exhausted error, instead of the process running out.
+        // Operators reserve memory from one pool per worker. Sorts, aggregations, sort-merge
+        // and nested-loop joins spill to files under `spill_dir` when the pool is full; hash
+        // joins (DataFusion 55 cannot spill them) fail with a resources-exhausted error
+        // instead of the process running out of memory.
+        std::fs::create_dir_all(&spill_dir)?;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![spill_dir])),
+            )
             .build_arc()?;
         Ok(Self {
             env,
             runtime,
+            memory_limit,
             coordinator,
             running: Mutex::default(),
             slots: Arc::new(Semaphore::new(task_slots.max(1) as usize)),
@@ -156,6 +169,7 @@ impl TaskExecutor {
             reads: stage_reads(&plan),
             partial_input_rows: partial_input_rows(&plan),
             elapsed_ms: started.elapsed().as_millis() as u64,
+            spilled_bytes: spilled_bytes(&plan),
             ..Default::default()
         };
         match outcome {
@@ -168,6 +182,12 @@ impl TaskExecutor {
                         partition: p.partition,
                         rows: p.rows,
                         bytes: p.bytes,
+                        ticket_mac: self.env.tickets.sign(
+                            &task.job_id,
+                            task.stage_id,
+                            task.partition,
+                            p.partition,
+                        ),
                     })
                     .collect();
             }
@@ -175,7 +195,8 @@ impl TaskExecutor {
                 tracing::warn!(task = %task, error = %e, "task failed");
                 report.set_state(TaskState::Failed);
                 report.retryable = is_retryable(&e);
-                report.error = e.to_string();
+                report.error_code = task_error_code(&e) as i32;
+                report.error = self.describe_failure(&e);
             }
         }
         if self.was_dropped(&task.job_id) {
@@ -246,6 +267,24 @@ impl TaskExecutor {
 }
 
 impl TaskExecutor {
+    /// A task's error as the job will show it. Running out of memory names the worker, its
+    /// limit and the setting to raise, since the fix is the operator's, not the query's.
+    fn describe_failure(&self, error: &DataFusionError) -> String {
+        match error.find_root() {
+            DataFusionError::ResourcesExhausted(cause) => format!(
+                "worker {} ran out of memory: its operators may hold {} MiB in all \
+                 (tally worker --memory-limit-mb) and this task needed more ({}). Raise the \
+                 limit, or spread the work thinner with more partitions \
+                 (datafusion.execution.target_partitions); sorts and aggregations spill to \
+                 disk, hash joins cannot",
+                self.env.worker_id,
+                self.memory_limit >> 20,
+                cause.split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
+            _ => error.to_string(),
+        }
+    }
+
     fn task_context(
         &self,
         task: &TaskKey,
@@ -304,6 +343,17 @@ fn partial_input_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
         pending.extend(node.children().into_iter().cloned());
     }
     None
+}
+
+/// Bytes the plan's operators spilled to disk.
+fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![plan.clone()];
+    while let Some(node) = pending.pop() {
+        total += node.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+        pending.extend(node.children().into_iter().cloned());
+    }
+    total
 }
 
 /// What the task's shuffle readers moved, per input stage.

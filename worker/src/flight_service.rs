@@ -1,6 +1,8 @@
-//! Serves spooled stage output over Arrow Flight `DoGet`: the ticket names the file.
+//! Serves spooled stage output over Arrow Flight `DoGet`: the ticket names the file, and its
+//! MAC proves this worker issued it for exactly that piece (see `tally_common::tickets`).
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -13,19 +15,20 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId};
-use tally_common::spool::{Spool, open_spool_file};
+use tally_common::shuffle_env::ShuffleEnv;
+use tally_common::spool::open_spool_file;
 use tally_proto::plan::ShuffleTicket;
 use tonic::{Request, Response, Status, Streaming};
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 pub(crate) struct SpoolFlightService {
-    spool: Spool,
+    env: Arc<ShuffleEnv>,
 }
 
 impl SpoolFlightService {
-    pub(crate) fn new(spool: Spool) -> Self {
-        Self { spool }
+    pub(crate) fn new(env: Arc<ShuffleEnv>) -> Self {
+        Self { env }
     }
 }
 
@@ -45,8 +48,18 @@ impl FlightService for SpoolFlightService {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = ShuffleTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("not a Tally shuffle ticket: {e}")))?;
+        if !self.env.tickets.verify(&ticket) {
+            return Err(Status::permission_denied(format!(
+                "shuffle ticket for job {:?} stage {} piece {}/{} was not issued by worker {}",
+                ticket.job_id.chars().take(80).collect::<String>(),
+                ticket.stage_id,
+                ticket.map_partition,
+                ticket.out_partition,
+                self.env.worker_id
+            )));
+        }
         let compression = WireCompression::from(ticket.compression());
-        let path = self.spool.file(
+        let path = self.env.spool.file(
             &JobId::from(ticket.job_id),
             StageId(ticket.stage_id),
             ticket.map_partition,

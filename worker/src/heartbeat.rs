@@ -5,13 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tally_common::shuffle_env::endpoint_url;
+use tally_common::security::{AuthChannel, ClusterSecurity};
 use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_meta::{SharedMetaStore, WorkerRecord};
 use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
 use tally_proto::coordinator::{HeartbeatRequest, RegisterWorkerRequest, TaskStatusReport};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::WorkerError;
 use crate::executor::TaskExecutor;
@@ -29,45 +28,46 @@ enum Finder {
 }
 
 /// A coordinator's address and a client to it.
-type Coordinator = (String, CoordinatorServiceClient<Channel>);
+type Coordinator = (String, CoordinatorServiceClient<AuthChannel>);
 
 #[derive(Clone)]
 pub(crate) struct CoordinatorLink {
     finder: Finder,
+    security: ClusterSecurity,
     /// The coordinator last found, with a client to it.
     current: Arc<Mutex<Option<Coordinator>>>,
 }
 
-fn connect_lazy(endpoint: &str) -> Result<CoordinatorServiceClient<Channel>, WorkerError> {
-    let channel = Endpoint::from_shared(endpoint_url(endpoint))
-        .map_err(|e| WorkerError::InvalidRequest(format!("coordinator address {endpoint}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
+fn connect_lazy(
+    endpoint: &str,
+    security: &ClusterSecurity,
+) -> Result<CoordinatorServiceClient<AuthChannel>, WorkerError> {
+    let channel = security.lazy_channel(endpoint, Duration::from_secs(5))?;
     Ok(CoordinatorServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 impl CoordinatorLink {
-    pub(crate) fn fixed(endpoint: &str) -> Result<Self, WorkerError> {
-        let client = connect_lazy(endpoint)?;
+    pub(crate) fn fixed(endpoint: &str, security: &ClusterSecurity) -> Result<Self, WorkerError> {
+        let client = connect_lazy(endpoint, security)?;
         Ok(Self {
             finder: Finder::Fixed(endpoint.to_string()),
+            security: security.clone(),
             current: Arc::new(Mutex::new(Some((endpoint.to_string(), client)))),
         })
     }
 
-    pub(crate) fn leader_of(store: SharedMetaStore) -> Self {
+    pub(crate) fn leader_of(store: SharedMetaStore, security: &ClusterSecurity) -> Self {
         Self {
             finder: Finder::Leader(store),
+            security: security.clone(),
             current: Arc::default(),
         }
     }
 
     /// The coordinator to call, found again after a failure.
-    async fn coordinator(
-        &self,
-    ) -> Result<(String, CoordinatorServiceClient<Channel>), WorkerError> {
+    async fn coordinator(&self) -> Result<Coordinator, WorkerError> {
         if let Some(current) = self.current.lock().expect("link poisoned").clone() {
             return Ok(current);
         }
@@ -85,7 +85,7 @@ impl CoordinatorLink {
                     message: "no coordinator leads the cluster".to_string(),
                 })?,
         };
-        let client = connect_lazy(&endpoint)?;
+        let client = connect_lazy(&endpoint, &self.security)?;
         *self.current.lock().expect("link poisoned") = Some((endpoint.clone(), client.clone()));
         Ok((endpoint, client))
     }
@@ -130,7 +130,11 @@ impl CoordinatorLink {
                         Duration::from_millis(ms)
                     });
                 }
-                Err(status) if attempt + 1 < REGISTER_ATTEMPTS => {
+                // A refused token will not get better by waiting.
+                Err(status)
+                    if attempt + 1 < REGISTER_ATTEMPTS
+                        && status.code() != tonic::Code::Unauthenticated =>
+                {
                     attempt += 1;
                     tracing::warn!(coordinator = %endpoint, error = %status.message(), "registration failed, retrying");
                     tokio::time::sleep(Duration::from_millis(200 * attempt.min(5) as u64)).await;

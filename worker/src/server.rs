@@ -9,6 +9,7 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::ids::WorkerId;
+use tally_common::security::ClusterSecurity;
 use tally_common::shuffle_env::ShuffleEnv;
 use tally_common::spool::Spool;
 use tally_meta::{MetaConfig, WorkerRecord};
@@ -46,6 +47,8 @@ pub struct WorkerConfig {
     /// Bytes the worker's operators may hold at once (they spill or fail beyond it).
     pub memory_limit: usize,
     pub worker_id: Option<WorkerId>,
+    /// The cluster token and TLS, for what it serves and what it calls.
+    pub security: ClusterSecurity,
 }
 
 impl WorkerConfig {
@@ -60,6 +63,7 @@ impl WorkerConfig {
             task_slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             worker_id: None,
+            security: ClusterSecurity::default(),
         }
     }
 }
@@ -91,6 +95,7 @@ impl WorkerHandle {
 }
 
 pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
+    config.security.check_listen(config.bind)?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| WorkerError::Bind {
@@ -112,6 +117,7 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
     let env = Arc::new(ShuffleEnv::new(
         worker_id.clone(),
         Spool::new(config.spool_dir.join(worker_id.as_str())),
+        config.security.clone(),
     ));
     let (coordinator, membership) = if config.meta.uses_etcd() {
         let store = config
@@ -119,35 +125,40 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
             .open()
             .await
             .map_err(|e| WorkerError::Membership(e.to_string()))?;
-        let link = CoordinatorLink::leader_of(store.clone());
+        let link = CoordinatorLink::leader_of(store.clone(), &config.security);
         let membership = Membership::Store {
             store,
             ttl: config.lease_ttl,
         };
         (link, membership)
     } else {
-        let link = CoordinatorLink::fixed(&config.coordinator)?;
+        let link = CoordinatorLink::fixed(&config.coordinator, &config.security)?;
         (link.clone(), Membership::Coordinator(link))
     };
+    // Beside the spool, not in it: job IDs never contain a dot.
+    let spill_dir = config.spool_dir.join(format!("{worker_id}.spill"));
     let executor = Arc::new(TaskExecutor::new(
         env.clone(),
         coordinator.clone(),
         config.task_slots,
         config.memory_limit,
+        spill_dir.clone(),
     )?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let rpc = WorkerServiceServer::new(WorkerRpc::new(executor.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let flight = FlightServiceServer::new(SpoolFlightService::new(env.spool.clone()))
+    let flight = FlightServiceServer::new(SpoolFlightService::new(env.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let security = &config.security;
     let mut stop = shutdown_rx.clone();
     let server = executor.data_plane().spawn(
-        tonic::transport::Server::builder()
-            .add_service(rpc)
-            .add_service(flight)
+        security
+            .server()?
+            .add_service(security.guard(rpc))
+            .add_service(security.guard(flight))
             // TCP_NODELAY: without it a response's last frame (the gRPC trailers) waits
             // for the peer's delayed ACK, about 40 ms per call.
             .serve_with_incoming_shutdown(
@@ -164,9 +175,10 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         endpoint: endpoint.clone(),
         task_slots: config.task_slots,
     };
-    membership
-        .join(record, executor.clone(), shutdown_rx)
-        .await?;
+    if let Err(e) = membership.join(record, executor.clone(), shutdown_rx).await {
+        let _ = std::fs::remove_dir_all(&spill_dir);
+        return Err(e);
+    }
 
     Ok(WorkerHandle {
         worker_id,

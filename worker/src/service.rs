@@ -23,9 +23,11 @@ impl WorkerRpc {
     }
 }
 
+/// The task named in a request; its job ID names spool folders, so it is checked.
 fn task_key(task: Option<tally_proto::plan::TaskKey>) -> Result<TaskKey, WorkerError> {
-    task.map(TaskKey::from)
-        .ok_or_else(|| WorkerError::InvalidRequest("missing task".to_string()))
+    let task = task.ok_or_else(|| WorkerError::InvalidRequest("missing task".to_string()))?;
+    JobId::parse(&task.job_id).map_err(WorkerError::InvalidRequest)?;
+    Ok(TaskKey::from(task))
 }
 
 #[tonic::async_trait]
@@ -60,7 +62,8 @@ impl WorkerService for WorkerRpc {
         &self,
         request: Request<DropJobRequest>,
     ) -> Result<Response<DropJobResponse>, Status> {
-        let job = JobId::from(request.into_inner().job_id);
+        let job =
+            JobId::parse(&request.into_inner().job_id).map_err(WorkerError::InvalidRequest)?;
         self.executor.drop_job(&job)?;
         tracing::debug!(job_id = %job, worker_id = %self.executor.env().worker_id, "job dropped");
         Ok(Response::new(DropJobResponse {}))

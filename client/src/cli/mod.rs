@@ -9,6 +9,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use tally_common::security::ClusterSecurity;
+use tally_common::tls::TlsFiles;
+
+use crate::client::Client;
 use crate::error::ClientError;
 use crate::output::OutputFormat;
 
@@ -71,6 +75,33 @@ pub struct TableArgs {
     pub tables: Vec<String>,
 }
 
+/// The cluster token and TLS files (see README: Security).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecurityArgs {
+    /// A file holding the cluster token that every call must carry (default: the
+    /// TALLY_TOKEN environment variable; none: listen on loopback only).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate this process serves TLS with.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate of the CA (or the self-signed certificate) to trust.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// Folders SQL may read and write tables under.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DataRootArgs {
+    /// A folder whose files SQL may read as tables and write tables into (repeatable;
+    /// default: the current directory). The table dir and `--table` paths are always allowed.
+    #[arg(long = "data-root", value_name = "DIR")]
+    pub data_roots: Vec<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct LocalArgs {
     #[arg(long, default_value_t = 3)]
@@ -80,6 +111,13 @@ pub struct LocalArgs {
     pub port: u16,
     #[command(flatten)]
     pub tables: TableArgs,
+    #[command(flatten)]
+    pub data_roots: DataRootArgs,
+    /// Memory each worker's operators may hold, in MiB (sorts and aggregations spill beyond it).
+    #[arg(long, default_value_t = tally_worker::DEFAULT_MEMORY_LIMIT >> 20)]
+    pub memory_limit_mb: usize,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     #[command(flatten)]
     pub limits: JobLimitArgs,
 }
@@ -102,6 +140,10 @@ pub struct CoordinatorArgs {
     /// worker can write).
     #[arg(long)]
     pub table_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data_roots: DataRootArgs,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     #[command(flatten)]
     pub limits: JobLimitArgs,
 }
@@ -170,6 +212,8 @@ pub struct WorkerArgs {
     /// Memory the worker's operators may hold, in MiB (they spill or fail beyond it).
     #[arg(long, default_value_t = tally_worker::DEFAULT_MEMORY_LIMIT >> 20)]
     pub memory_limit_mb: usize,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Args, Debug)]
@@ -203,12 +247,18 @@ pub struct SqlArgs {
     /// Print no summary of rows, time and shuffle bytes on stderr.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub data_roots: DataRootArgs,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct RemoteArgs {
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub coordinator: String,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Args, Debug)]
@@ -216,6 +266,8 @@ pub struct CancelArgs {
     pub job_id: String,
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub coordinator: String,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
@@ -244,6 +296,43 @@ fn init_logging(default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+impl SecurityArgs {
+    fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+        }
+    }
+
+    /// For a coordinator, a worker or an embedded cluster.
+    pub(crate) fn for_server(&self) -> Result<ClusterSecurity, ClientError> {
+        ClusterSecurity::for_server(self.token_file.as_deref(), &self.tls_files())
+            .map_err(|e| ClientError::Local(e.to_string()))
+    }
+
+    /// For a command that only calls a coordinator.
+    pub(crate) fn for_client(&self) -> Result<ClusterSecurity, ClientError> {
+        ClusterSecurity::for_client(self.token_file.as_deref(), &self.tls_files())
+            .map_err(|e| ClientError::Local(e.to_string()))
+    }
+
+    pub(crate) async fn connect(&self, endpoint: &str) -> Result<Client, ClientError> {
+        Client::connect_with(endpoint, self.for_client()?).await
+    }
+}
+
+impl DataRootArgs {
+    /// The folders given, or the current directory.
+    pub(crate) fn roots(&self) -> Vec<PathBuf> {
+        if self.data_roots.is_empty() {
+            std::env::current_dir().into_iter().collect()
+        } else {
+            self.data_roots.clone()
+        }
+    }
 }
 
 /// `NAME=PATH` pairs from `--table`.

@@ -9,7 +9,6 @@ use tally_worker::{WorkerConfig, start_worker};
 use super::{
     CancelArgs, CoordinatorArgs, GenTpchArgs, LocalArgs, RemoteArgs, WorkerArgs, parse_tables,
 };
-use crate::client::Client;
 use crate::error::ClientError;
 use crate::local::{LocalCluster, LocalClusterOptions};
 use crate::output::human_bytes;
@@ -47,7 +46,12 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), ClientError> {
     let mut options = LocalClusterOptions {
         workers: args.workers,
         port: args.port,
-        ..Default::default()
+        coordinator: CoordinatorConfig {
+            data_roots: args.data_roots.roots(),
+            security: args.security.for_server()?,
+            ..Default::default()
+        },
+        worker_memory_limit: args.memory_limit_mb << 20,
     };
     args.limits.apply(&mut options.coordinator);
     let cluster = LocalCluster::start_with(options).await?;
@@ -76,6 +80,8 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
         advertise_host: args.advertise_host,
         meta: args.cluster.meta_config(),
         partitions_per_worker: args.partitions_per_worker.max(1),
+        data_roots: args.data_roots.roots(),
+        security: args.security.for_server()?,
         ..Default::default()
     };
     if let Some(dir) = args.table_dir {
@@ -122,6 +128,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), ClientError> {
     config.bind = args.bind;
     config.advertise_host = args.advertise_host;
     config.memory_limit = args.memory_limit_mb << 20;
+    config.security = args.security.for_server()?;
     let worker = start_worker(config)
         .await
         .map_err(|e| ClientError::Local(e.to_string()))?;
@@ -152,7 +159,7 @@ async fn wait_for_interrupt() -> Result<(), ClientError> {
 }
 
 pub(crate) async fn tables(args: RemoteArgs) -> Result<(), ClientError> {
-    let client = Client::connect(&args.coordinator).await?;
+    let client = args.security.connect(&args.coordinator).await?;
     for table in client.list_tables().await? {
         println!("{:<16} {:<8} {}", table.name, table.format, table.path);
     }
@@ -160,7 +167,7 @@ pub(crate) async fn tables(args: RemoteArgs) -> Result<(), ClientError> {
 }
 
 pub(crate) async fn workers(args: RemoteArgs) -> Result<(), ClientError> {
-    let client = Client::connect(&args.coordinator).await?;
+    let client = args.security.connect(&args.coordinator).await?;
     for worker in client.list_workers().await? {
         println!(
             "{:<12} {:<22} {:<5} last heartbeat {} ms ago",
@@ -174,7 +181,7 @@ pub(crate) async fn workers(args: RemoteArgs) -> Result<(), ClientError> {
 }
 
 pub(crate) async fn jobs(args: RemoteArgs) -> Result<(), ClientError> {
-    let client = Client::connect(&args.coordinator).await?;
+    let client = args.security.connect(&args.coordinator).await?;
     for job in client.list_jobs().await? {
         let metrics = crate::client::JobMetrics::from(&job);
         println!(
@@ -190,7 +197,7 @@ pub(crate) async fn jobs(args: RemoteArgs) -> Result<(), ClientError> {
 }
 
 pub(crate) async fn cancel(args: CancelArgs) -> Result<(), ClientError> {
-    let client = Client::connect(&args.coordinator).await?;
+    let client = args.security.connect(&args.coordinator).await?;
     let state = client.cancel(&args.job_id).await?;
     println!(
         "job {}: {}",

@@ -6,9 +6,11 @@ use std::io::{BufRead, Write};
 
 use super::statements::{parse_set, split_statements};
 use super::{SqlArgs, parse_tables};
+use tally_coordinator::CoordinatorConfig;
+
 use crate::client::{Client, JobMetrics};
 use crate::error::ClientError;
-use crate::local::LocalCluster;
+use crate::local::{LocalCluster, LocalClusterOptions};
 use crate::output::{summarize, write_batches};
 
 pub(crate) async fn run_sql(args: SqlArgs) -> Result<(), ClientError> {
@@ -33,16 +35,32 @@ pub(crate) async fn run_sql(args: SqlArgs) -> Result<(), ClientError> {
     };
 
     let (cluster, client) = match &args.coordinator {
-        Some(endpoint) => (None, Client::connect(endpoint).await?),
+        Some(endpoint) => (None, args.security.connect(endpoint).await?),
         None => {
-            let cluster = LocalCluster::start(args.workers).await?;
+            let cluster = LocalCluster::start_with(LocalClusterOptions {
+                workers: args.workers,
+                coordinator: CoordinatorConfig {
+                    data_roots: args.data_roots.roots(),
+                    security: args.security.for_server()?,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .await?;
             let client = cluster.client().await?;
             (Some(cluster), client)
         }
     };
     let outcome = async {
         for (name, path) in &tables {
-            client.register_table(name, path).await?;
+            // The tables of an embedded cluster are the operator's own; a running
+            // coordinator checks them against its data roots.
+            match &cluster {
+                Some(cluster) => cluster.register_table(name, path).await?,
+                None => {
+                    client.register_table(name, path).await?;
+                }
+            }
         }
         match script {
             Some(script) => run_script(&client, &args, &script, &mut settings).await,

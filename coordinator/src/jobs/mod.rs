@@ -48,6 +48,8 @@ pub(crate) struct Job {
     pub sql: String,
     pub state: JobState,
     pub error: String,
+    /// The gRPC code of a failed task's error (e.g. RESOURCE_EXHAUSTED), 0 when none.
+    pub error_code: i32,
     pub submitted_at: SystemTime,
     pub started: Instant,
     pub elapsed: Option<Duration>,
@@ -87,6 +89,8 @@ pub(crate) struct StageRun {
     pub shuffle_bytes: u64,
     pub shuffle_uncompressed_bytes: u64,
     pub shuffle_rows: u64,
+    /// What its tasks spilled to disk for want of memory.
+    pub spilled_bytes: u64,
 }
 
 #[derive(Clone)]
@@ -148,6 +152,7 @@ impl StageRun {
             shuffle_bytes: 0,
             shuffle_uncompressed_bytes: 0,
             shuffle_rows: 0,
+            spilled_bytes: 0,
         }
     }
 
@@ -414,6 +419,7 @@ impl Job {
             }
             task.running = false;
             task.state = state;
+            stage.spilled_bytes += report.spilled_bytes;
             if state == TaskState::Succeeded {
                 task.outputs = report.outputs.clone();
                 task.partial_input_rows = report.partial_input_rows;
@@ -460,6 +466,7 @@ impl Job {
                         format!("task {key} failed {max_failures} times; the last time: {error}");
                 }
                 self.stage_mut(stage_id).state = StageState::Failed;
+                self.error_code = report.error_code;
                 self.finish(JobState::Failed, error);
                 ReportOutcome::Nothing
             }
@@ -719,6 +726,7 @@ impl JobManager {
                         state: TaskState::Failed as i32,
                         error: message,
                         retryable: unreachable,
+                        error_code: status.code() as i32,
                         ..Default::default()
                     });
                 }
@@ -887,6 +895,7 @@ fn new_job(
         sql,
         state: JobState::Queued,
         error: String::new(),
+        error_code: 0,
         submitted_at: SystemTime::now(),
         started: Instant::now(),
         elapsed: None,

@@ -76,6 +76,10 @@ pub struct JobStatus {
     /// the answer and `results` is empty.
     #[prost(bytes = "vec", tag = "12")]
     pub inline_result: ::prost::alloc::vec::Vec<u8>,
+    /// When FAILED: the gRPC code of the cause (RESOURCE_EXHAUSTED when a worker ran out of
+    /// memory, INVALID_ARGUMENT for the query's own errors, ...); 0 otherwise.
+    #[prost(int32, tag = "13")]
+    pub error_code: i32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -116,8 +120,11 @@ pub struct StageStatus {
     /// Which of Tally's rules shaped this stage, and what they decided at run time.
     #[prost(string, repeated, tag = "15")]
     pub rules: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Bytes the stage's operators (sorts, aggregations) spilled to disk for want of memory.
+    #[prost(uint64, tag = "16")]
+    pub spilled_bytes: u64,
     /// One per task (partition), as its latest attempt stands.
-    #[prost(message, repeated, tag = "16")]
+    #[prost(message, repeated, tag = "17")]
     pub tasks: ::prost::alloc::vec::Vec<TaskSummary>,
 }
 #[allow(clippy::all)]
@@ -252,13 +259,19 @@ pub struct TaskStatusReport {
     /// Rows that entered the stage's partial aggregation, when it has one.
     #[prost(uint64, optional, tag = "8")]
     pub partial_input_rows: ::core::option::Option<u64>,
+    /// Bytes the task's operators spilled to disk for want of memory.
+    #[prost(uint64, tag = "9")]
+    pub spilled_bytes: u64,
+    /// When FAILED: the gRPC code that says whose fault it is (e.g. RESOURCE_EXHAUSTED).
+    #[prost(int32, tag = "10")]
+    pub error_code: i32,
     /// The failure may pass on another try (a lost input, an I/O error); errors in the query
     /// itself are not retryable.
-    #[prost(bool, tag = "9")]
+    #[prost(bool, tag = "11")]
     pub retryable: bool,
 }
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PartitionOutput {
     #[prost(uint32, tag = "1")]
     pub partition: u32,
@@ -266,6 +279,9 @@ pub struct PartitionOutput {
     pub rows: u64,
     #[prost(uint64, tag = "3")]
     pub bytes: u64,
+    /// The ticket MAC the worker minted for this piece; readers present it with the ticket.
+    #[prost(bytes = "vec", tag = "4")]
+    pub ticket_mac: ::prost::alloc::vec::Vec<u8>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -76,6 +76,10 @@ pub struct ShuffleTicket {
     /// Arrow IPC body compression to send the batches with.
     #[prost(enumeration = "Compression", tag = "5")]
     pub compression: i32,
+    /// The holding worker's HMAC of job, stage and both partitions (see PartitionOutput): a
+    /// ticket cannot be guessed nor turned into another piece's.
+    #[prost(bytes = "vec", tag = "6")]
+    pub mac: ::prost::alloc::vec::Vec<u8>,
 }
 /// What Tally's datafusion-proto extension codec puts in a PhysicalExtensionNode.
 #[allow(clippy::all)]
