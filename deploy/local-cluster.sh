@@ -6,7 +6,8 @@
 #   deploy/local-cluster.sh stop      # stops them all and removes the state folder
 #
 # Settings (environment): WORKERS (3), PORT (coordinator, 50050), ETCD_PORT (2379; its peer
-# port is ETCD_PORT+1), CLUSTER (local), STATE_DIR (logs, pids, etcd data, spools; default
+# port is ETCD_PORT+1), CLUSTER (local), DATA_ROOT (the folder SQL may read tables from;
+# default: the current directory), STATE_DIR (logs, pids, etcd data, spools; default
 # $TMPDIR/tally-local-cluster), TALLY (the tally binary; default: built in release).
 set -euo pipefail
 
@@ -15,6 +16,7 @@ workers="${WORKERS:-3}"
 port="${PORT:-50050}"
 etcd_port="${ETCD_PORT:-2379}"
 cluster="${CLUSTER:-local}"
+data_root="${DATA_ROOT:-$PWD}"
 state="${STATE_DIR:-${TMPDIR:-/tmp}/tally-local-cluster}"
 
 tally_binary() {
@@ -63,7 +65,8 @@ start() {
     wait_for_log "$state/etcd.log" "ready to serve client requests" "$state/etcd.pid"
 
     "$tally" coordinator --bind "127.0.0.1:$port" --etcd "127.0.0.1:$etcd_port" \
-        --cluster "$cluster" --table-dir "$state/tables" >"$state/coordinator.log" 2>&1 &
+        --cluster "$cluster" --table-dir "$state/tables" --data-root "$data_root" \
+        >"$state/coordinator.log" 2>&1 &
     echo $! >"$state/coordinator.pid"
     wait_for_log "$state/coordinator.log" "leading the cluster" "$state/coordinator.pid"
 

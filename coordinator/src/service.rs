@@ -160,6 +160,7 @@ impl CoordinatorService for CoordinatorRpc {
                 "worker_id and endpoint are required",
             ));
         }
+        self.state.workers.check_endpoint(&request.endpoint)?;
         let worker = WorkerRecord {
             id: WorkerId::from(request.worker_id),
             endpoint: request.endpoint,

@@ -99,10 +99,12 @@ impl CoordinatorState {
     }
 
     /// Loads what the cluster state holds: tables, and the history of jobs run under earlier
-    /// leaders. A table whose files are gone stays recorded but unregistered.
+    /// leaders. Recorded tables were admitted when they were registered, so their folders are
+    /// allowed again; a table whose files are gone stays recorded but unregistered.
     pub(crate) async fn restore(&self) -> Result<(), CoordinatorError> {
         for table in self.store.tables().await? {
             let format = TableFormat::parse(&table.format)?;
+            self.data_roots.allow(&table.path);
             if let Err(error) = self
                 .load_table(&table.name, &table.path, Some(format))
                 .await

@@ -67,6 +67,14 @@ impl WorkerRegistry {
         Ok(())
     }
 
+    /// Refuses an endpoint no channel can be made to, before it enters the cluster state.
+    pub(crate) fn check_endpoint(&self, endpoint: &str) -> Result<(), CoordinatorError> {
+        self.security
+            .endpoint(endpoint)
+            .map(|_| ())
+            .map_err(|e| CoordinatorError::Query(format!("bad worker endpoint {endpoint}: {e}")))
+    }
+
     /// A worker's liveness lapsed; it stays listed as dead.
     pub(crate) fn down(&self, id: &WorkerId) {
         if let Some(entry) = self.lock().get_mut(id) {

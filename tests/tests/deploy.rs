@@ -35,7 +35,8 @@ fn local_cluster_script_starts_a_cluster_that_answers_and_stops_it() {
             .env("WORKERS", "2")
             .env("PORT", port.to_string())
             .env("ETCD_PORT", free_port().to_string())
-            .env("STATE_DIR", &state_dir);
+            .env("STATE_DIR", &state_dir)
+            .env("DATA_ROOT", tpch_dir());
         command
     };
     let started = run(&mut cluster("start"));

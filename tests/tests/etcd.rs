@@ -248,6 +248,8 @@ async fn a_standby_coordinator_takes_over_when_the_leader_is_killed() {
             etcd.endpoint.clone(),
             "--cluster".to_string(),
             cluster_name.clone(),
+            "--data-root".to_string(),
+            tpch_dir().to_string_lossy().to_string(),
         ]
     };
     let (leader_port, standby_port) = (free_port(), free_port());

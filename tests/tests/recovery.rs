@@ -249,6 +249,8 @@ async fn a_worker_process_killed_during_q18_costs_tasks_not_the_answer() {
             &coordinator,
             "--worker-timeout-secs",
             "3",
+            "--data-root",
+            tpch_dir().to_str().unwrap(),
         ],
     );
     let mut workers = Vec::new();
