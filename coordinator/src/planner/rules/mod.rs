@@ -2,6 +2,7 @@
 
 pub(crate) mod broadcast;
 pub(crate) mod colocated_joins;
+pub(crate) mod compact_distinct;
 pub(crate) mod distributable_joins;
 pub(crate) mod final_placement;
 pub(crate) mod raw_row_aggregation;
