@@ -6,6 +6,8 @@ pub(crate) mod rules;
 #[cfg(test)]
 mod snapshot_tests;
 pub(crate) mod stages;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use crate::options::Rules;
 use rules::colocated_joins::join_colocated_inputs;
 use rules::compact_distinct::compact_distinct_states;
 use rules::distributable_joins::make_joins_distributable;
+use rules::eager_aggregation::push_aggregates_below_joins;
 use rules::raw_row_aggregation::aggregate_raw_rows;
 
 /// Rewrites `plan` as `rules` say and cuts it into stages.
@@ -45,6 +48,9 @@ pub(crate) fn rewrite(
         plan = join_colocated_inputs(plan)?;
     }
     plan = make_joins_distributable(plan, partitions, broadcast)?;
+    if rules.eager_aggregation {
+        plan = push_aggregates_below_joins(plan, rules.eager_aggregation_min_reduction)?;
+    }
     if rules.compact_distinct {
         plan = compact_distinct_states(plan, rules.compact_distinct_min_rows_per_group)?;
     }

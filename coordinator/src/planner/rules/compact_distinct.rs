@@ -237,71 +237,28 @@ pub(crate) fn stage_notes(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::options::Rules;
-    use crate::planner::rewrite;
-    use crate::session::{JobSettings, base_config, job_session};
-    use datafusion::arrow::util::pretty::pretty_format_batches;
-    use datafusion::physical_plan::{collect, displayable};
-    use datafusion::prelude::SessionContext;
+    use crate::planner::test_support::Tables;
 
     /// `t(g, x, s, v)`: 4,000 rows over 4 parquet files; 7 groups, 600 integer values (with
     /// NULLs and negatives), 40 strings.
-    async fn base() -> (SessionContext, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "tally-compact-distinct-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ctx = SessionContext::new_with_config(base_config());
-        for part in 0..4 {
-            ctx.sql(&format!(
-                "COPY (SELECT value % 7 AS g, \
+    async fn tables() -> Tables {
+        Tables::new(
+            &[(
+                "t",
+                "SELECT value % 7 AS g, \
                    CASE WHEN value % 10 = 0 THEN NULL ELSE (value * 7919) % 600 - 300 END AS x, \
                    'user-' || (value % 40) AS s, value AS v \
-                 FROM generate_series({}, {})) TO '{}/p{part}.parquet'",
-                part * 1000 + 1,
-                part * 1000 + 1000,
-                dir.display()
-            ))
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        }
-        ctx.sql(&format!(
-            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/'",
-            dir.display()
-        ))
+                 FROM generate_series({lo}, {hi})",
+            )],
+            4,
+            1000,
+        )
         .await
-        .unwrap();
-        (ctx, dir)
-    }
-
-    /// The plan Tally would run with `settings`, and its answer run in this process.
-    async fn run(base: &SessionContext, sql: &str, settings: &[(&str, &str)]) -> (String, String) {
-        let settings = JobSettings(
-            settings
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        let session = job_session(base, &settings, 6).unwrap();
-        let state = session.ctx.state();
-        let logical = state.create_logical_plan(sql).await.unwrap();
-        let physical = state.create_physical_plan(&logical).await.unwrap();
-        let rules = Rules::from_config(state.config().options()).unwrap();
-        let plan = rewrite(physical, &rules, 6).unwrap();
-        let text = displayable(plan.as_ref()).indent(false).to_string();
-        let batches = collect(plan, session.ctx.task_ctx()).await.unwrap();
-        (text, pretty_format_batches(&batches).unwrap().to_string())
     }
 
     #[tokio::test]
     async fn distinct_aggregates_get_compact_states_and_the_same_answers() {
-        let (ctx, dir) = base().await;
+        let t = tables().await;
         for sql in [
             "SELECT g, count(DISTINCT x) AS c FROM t GROUP BY g ORDER BY g",
             "SELECT g, count(DISTINCT x) AS c, sum(DISTINCT x) AS sx, count(DISTINCT s) AS cs, \
@@ -310,8 +267,8 @@ mod tests {
             "SELECT count(DISTINCT x) AS c, sum(DISTINCT x) AS s FROM t WHERE v % 5000 = 4999",
             "SELECT s, count(DISTINCT x) FILTER (WHERE v % 2 = 0) AS c FROM t GROUP BY s ORDER BY s",
         ] {
-            let (compact, answer) = run(&ctx, sql, &[]).await;
-            let (plain, expected) = run(&ctx, sql, &[("tally.compact_distinct", "false")]).await;
+            let (compact, answer) = t.run(sql, &[]).await;
+            let (plain, expected) = t.run(sql, &[("tally.compact_distinct", "false")]).await;
             assert!(
                 compact.contains("tally_count_distinct("),
                 "{sql}\n{compact}"
@@ -319,47 +276,40 @@ mod tests {
             assert!(!plain.contains("tally_"), "{sql}\n{plain}");
             assert_eq!(answer, expected, "{sql}");
         }
-        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]
     async fn input_partitioned_on_the_distinct_column_ships_counts() {
-        let (ctx, dir) = base().await;
+        let t = tables().await;
         // The inner aggregation leaves its output hash partitioned on x alone.
         let sql = "SELECT g, count(DISTINCT x) AS c FROM \
                    (SELECT x, min(g) AS g FROM t GROUP BY x) GROUP BY g ORDER BY g";
-        let (plan, answer) = run(&ctx, sql, &[]).await;
-        let (_, expected) = run(&ctx, sql, &[("tally.compact_distinct", "false")]).await;
+        let (plan, answer) = t.run(sql, &[]).await;
+        let (_, expected) = t.run(sql, &[("tally.compact_distinct", "false")]).await;
         assert!(plan.contains("tally_count_distinct_disjoint("), "{plan}");
         assert_eq!(answer, expected);
-        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]
     async fn about_one_row_per_group_keeps_datafusion_plan() {
-        let (ctx, dir) = base().await;
+        let t = tables().await;
         // v is unique: its min..max range says 4,000 groups for 4,000 rows.
         let sql = "SELECT v, count(DISTINCT x) AS c FROM t GROUP BY v ORDER BY v LIMIT 5";
-        let (plan, answer) = run(&ctx, sql, &[]).await;
-        let (_, expected) = run(&ctx, sql, &[("tally.compact_distinct", "false")]).await;
+        let (plan, answer) = t.run(sql, &[]).await;
+        let (_, expected) = t.run(sql, &[("tally.compact_distinct", "false")]).await;
         assert!(!plan.contains("tally_"), "{plan}");
         assert_eq!(answer, expected);
-        let (plan, _) = run(
-            &ctx,
-            sql,
-            &[("tally.compact_distinct_min_rows_per_group", "0")],
-        )
-        .await;
+        let (plan, _) = t
+            .run(sql, &[("tally.compact_distinct_min_rows_per_group", "0")])
+            .await;
         assert!(plan.contains("tally_count_distinct("), "{plan}");
-        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]
     async fn naive_planner_keeps_datafusion_distinct_plan() {
-        let (ctx, dir) = base().await;
+        let t = tables().await;
         let sql = "SELECT g, count(DISTINCT x) AS c FROM t GROUP BY g ORDER BY g";
-        let (plan, _) = run(&ctx, sql, &[("tally.planner", "naive")]).await;
+        let (plan, _) = t.run(sql, &[("tally.planner", "naive")]).await;
         assert!(!plan.contains("tally_"), "{plan}");
-        std::fs::remove_dir_all(dir).ok();
     }
 }
