@@ -132,7 +132,7 @@ fn eager(partial: &AggregateExec) -> Result<Option<Pushed>> {
             .map(|e| e.expressions())
             .collect(),
     };
-    if exprs.all().any(|e| is_volatile(e)) {
+    if exprs.all().any(is_volatile) {
         return Ok(None);
     }
     let mut node = partial.input().clone();
