@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use tally_client::{LocalCluster, QueryResult};
 use tally_common::bucketing::{BucketSpec, BucketedParquetWriter};
+use tally_tests::compare::assert_same_results;
 use tally_tests::harness::run_with;
 
 const ROWS: i64 = 1_000_000;
@@ -148,6 +149,24 @@ async fn count_distinct_is_exact_and_ships_under_a_third_of_the_pairs_plan() {
             .any(|s| s.rules.iter().any(|r| r == "compact_distinct")),
         "{:?}",
         compact.metrics.stages
+    );
+
+    // APPROX_DISTINCT: DataFusion's sketch and estimate, registers re-encoded on the wire.
+    let approx = "SELECT grp, approx_distinct(user_id) FROM events GROUP BY grp ORDER BY grp";
+    let compact_sketch = run_with(&client, approx, &[]).await;
+    let raw_sketch = run_with(&client, approx, &[("tally.compact_distinct", "false")]).await;
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.register_parquet("events", table.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let expected_approx = ctx.sql(approx).await.unwrap().collect().await.unwrap();
+    assert_same_results("approx", &expected_approx, &compact_sketch.batches, true);
+    assert_same_results("approx raw", &expected_approx, &raw_sketch.batches, true);
+    assert!(
+        compact_sketch.metrics.shuffle_bytes < raw_sketch.metrics.shuffle_bytes,
+        "compact sketches {} bytes, DataFusion's {} bytes",
+        compact_sketch.metrics.shuffle_bytes,
+        raw_sketch.metrics.shuffle_bytes
     );
 
     // The global distinct count and SUM(DISTINCT), through the same states.

@@ -7,11 +7,15 @@
 //! a third form: the value sets of different partitions are disjoint, so each partial state is
 //! just its set's size and the final aggregate adds them up; no value moves at all.
 //!
+//! `APPROX_DISTINCT` keeps DataFusion's HyperLogLog and re-encodes its registers more
+//! compactly for the wire (`sketch.rs`).
+//!
 //! The coordinator puts these functions into physical plans; workers find them by name in
 //! `TallyCodec` (see `udaf_by_name`), so nothing needs registering on either side.
 
 mod accumulator;
 mod sets;
+mod sketch;
 
 use std::sync::Arc;
 
@@ -27,6 +31,7 @@ use datafusion::logical_expr::{
 
 use accumulator::{SetAccumulator, SetGroups};
 pub use sets::is_integer_like;
+pub use sketch::{APPROX_DISTINCT_NAME, compact_approx_distinct_udaf, sketches};
 
 /// Which distinct aggregate a `DistinctSetAggregate` computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +78,9 @@ pub fn distinct_udaf(kind: DistinctKind) -> Arc<AggregateUDF> {
 
 /// The Tally distinct aggregate called `name`, if it is one (for plan decoding).
 pub fn udaf_by_name(name: &str) -> Option<Arc<AggregateUDF>> {
+    if name == APPROX_DISTINCT_NAME {
+        return Some(compact_approx_distinct_udaf());
+    }
     DistinctKind::ALL
         .into_iter()
         .find(|kind| kind.name() == name)
@@ -319,6 +327,7 @@ mod tests {
         for kind in DistinctKind::ALL {
             assert_eq!(udaf_by_name(kind.name()).unwrap().name(), kind.name());
         }
+        assert!(udaf_by_name(APPROX_DISTINCT_NAME).is_some());
         assert!(udaf_by_name("count").is_none());
     }
 }
