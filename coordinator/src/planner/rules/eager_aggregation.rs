@@ -17,7 +17,8 @@
 //!
 //! It is correct when all of these hold, and the rule checks each one:
 //! 1. `J` is an inner hash join, or a semi or anti join (not the null-aware `NOT IN` form)
-//!    whose preserved side is `S`. Outer joins would add NULL-padded rows or lose them.
+//!    whose preserved side is `S`, without a row limit of its own. Outer joins would add
+//!    NULL-padded rows or lose them.
 //! 2. Every aggregate argument reads only columns of `S`. Rows of `S` that agree on `G_S`
 //!    meet exactly the same rows of `O` (the join and its filter only look at `G_S`), so the
 //!    join output for such a group of `n` rows is `n` copies of each matching `O` row; a
@@ -183,7 +184,8 @@ struct JoinLayout {
 
 impl JoinLayout {
     fn of(join: &HashJoinExec) -> Option<Self> {
-        if join.null_aware {
+        // A join that stops after `fetch` rows decides which rows the aggregate sees.
+        if join.null_aware || join.fetch().is_some() {
             return None;
         }
         let left_len = join.left().schema().fields().len();
@@ -691,6 +693,15 @@ mod tests {
             "SELECT o_priority, sum(l_qty) AS s, count(*) AS n FROM orders JOIN lineitem \
              ON l_orderkey = o_orderkey AND l_qty < o_flag * 20 GROUP BY o_priority \
              ORDER BY o_priority",
+            &[("tally.eager_aggregation_min_reduction", "0")],
+        )
+        .await;
+        // An anti join keeps or drops all rows of one key together, like a semi join.
+        assert_fires(
+            &t,
+            "SELECT l_mode, sum(l_qty) AS s, count(*) AS n FROM lineitem WHERE NOT EXISTS \
+             (SELECT 1 FROM orders WHERE o_orderkey = l_orderkey AND o_flag = 1) \
+             GROUP BY l_mode ORDER BY l_mode",
             &[("tally.eager_aggregation_min_reduction", "0")],
         )
         .await;
