@@ -86,6 +86,10 @@ async fn eager_aggregation_keeps_answers_and_moves_fewer_bytes() {
         )
         .await;
         assert_same_results(name, &expected, &eager.batches, query_is_ordered(sql));
+        println!(
+            "{name}: eager {} bytes, rule off {} bytes",
+            eager.metrics.shuffle_bytes, lazy.metrics.shuffle_bytes
+        );
         assert!(
             eager.metrics.shuffle_bytes < lazy.metrics.shuffle_bytes,
             "{name}: eager {} bytes, rule off {} bytes",
