@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::AggregateUDF;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
@@ -21,6 +22,7 @@ use tally_proto::plan as pb;
 use tally_proto::plan::tally_plan_node::Node;
 
 use crate::bucketing::BucketSinkExec;
+use crate::distinct::udaf_by_name;
 use crate::ids::{JobId, StageId};
 use crate::ipc::{schema_from_bytes, schema_to_bytes};
 use crate::shuffle_reader::{ReadMode, ShuffleReaderExec, SpoolLocation};
@@ -152,6 +154,14 @@ impl PhysicalExtensionCodec for TallyCodec {
         pb::TallyPlanNode { node: Some(node) }
             .encode(buf)
             .map_err(|e| DataFusionError::Internal(format!("encoding Tally plan node: {e}")))
+    }
+
+    /// Tally's aggregate functions travel by name (an empty definition): workers build them
+    /// from the name here, with nothing registered in their sessions.
+    fn try_decode_udaf(&self, name: &str, _buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        udaf_by_name(name).ok_or_else(|| {
+            decode_error(format!("no aggregate function named {name} on this worker"))
+        })
     }
 }
 

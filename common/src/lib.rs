@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bucketing;
 pub mod codec;
 pub mod compression;
+pub mod distinct;
 pub mod flight_fetch;
 pub mod ids;
 pub mod ipc;

@@ -28,6 +28,17 @@ extensions_options! {
         pub bucketed_scans: bool, default = true
         /// Arrow IPC body compression on the wire: `lz4`, `zstd` or `none`.
         pub compression: String, default = "lz4".to_string()
+        /// COUNT(DISTINCT) and SUM(DISTINCT) with compact value-set partial states (counts
+        /// only, when the input is bucketed by the distinct column).
+        pub compact_distinct: bool, default = true
+        /// Use compact value sets only when the input has at least this many rows per
+        /// estimated group (groups unknown: use them).
+        pub compact_distinct_min_rows_per_group: f64, default = 2.0
+        /// Push partial aggregates below inner joins where that is correct.
+        pub eager_aggregation: bool, default = true
+        /// Push a partial aggregate below a join only when it is estimated to reduce the
+        /// rows of that join input at least this many times.
+        pub eager_aggregation_min_reduction: f64, default = 2.0
     }
 }
 
@@ -45,6 +56,10 @@ pub(crate) struct Rules {
     pub broadcast_threshold_bytes: usize,
     pub bucketed_scans: bool,
     pub compression: WireCompression,
+    pub compact_distinct: bool,
+    pub compact_distinct_min_rows_per_group: f64,
+    pub eager_aggregation: bool,
+    pub eager_aggregation_min_reduction: f64,
 }
 
 impl Rules {
@@ -65,6 +80,10 @@ impl Rules {
                 bucketed_scans: tally.bucketed_scans,
                 compression: WireCompression::parse(&tally.compression)
                     .map_err(|e| format!("tally.{e}"))?,
+                compact_distinct: tally.compact_distinct,
+                compact_distinct_min_rows_per_group: tally.compact_distinct_min_rows_per_group,
+                eager_aggregation: tally.eager_aggregation && tally.partial_aggregation,
+                eager_aggregation_min_reduction: tally.eager_aggregation_min_reduction,
             }),
             other => Err(format!("tally.planner = {other}: use minimized or naive")),
         }
@@ -79,6 +98,10 @@ impl Rules {
             broadcast_threshold_bytes: 0,
             bucketed_scans: false,
             compression: WireCompression::None,
+            compact_distinct: false,
+            compact_distinct_min_rows_per_group: f64::INFINITY,
+            eager_aggregation: false,
+            eager_aggregation_min_reduction: f64::INFINITY,
         }
     }
 }
@@ -109,9 +132,13 @@ mod tests {
         let rules = rules(&[
             ("tally.worker_combine", "false"),
             ("tally.compression", "none"),
+            ("tally.compact_distinct", "false"),
+            ("tally.eager_aggregation", "false"),
         ])
         .unwrap();
         assert!(!rules.worker_combine);
+        assert!(!rules.compact_distinct);
+        assert!(!rules.eager_aggregation);
         assert!(rules.partial_aggregation);
         assert_eq!(rules.compression, WireCompression::None);
     }

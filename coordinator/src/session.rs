@@ -9,6 +9,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::CoordinatorError;
 use crate::options::{Rules, TallyOptions};
+use crate::planner::rules::compact_distinct::SINGLE_DISTINCT_TO_GROUP_BY;
 
 pub(crate) const TARGET_PARTITIONS: &str = "datafusion.execution.target_partitions";
 
@@ -97,8 +98,13 @@ pub(crate) fn job_session(
     }
     // Workers need only DataFusion's settings; Tally's are baked into the stage plans.
     applied.retain(|key, _| !key.starts_with("tally."));
+    let ctx = SessionContext::new_with_state(state);
+    if rules.compact_distinct {
+        // DISTINCT aggregates stay whole, for the compact_distinct rule to give them states.
+        ctx.remove_optimizer_rule(SINGLE_DISTINCT_TO_GROUP_BY);
+    }
     Ok(JobSession {
-        ctx: SessionContext::new_with_state(state),
+        ctx,
         rules,
         worker_settings: JobSettings(applied),
     })

@@ -1,10 +1,13 @@
 //! From a DataFusion physical plan to a distributed plan: Tally's rewrites (one file each
 //! under `rules/`), then stages cut at every exchange.
 
+pub(crate) mod estimates;
 pub(crate) mod rules;
 #[cfg(test)]
 mod snapshot_tests;
 pub(crate) mod stages;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::sync::Arc;
 
@@ -16,7 +19,9 @@ pub(crate) use stages::{DistributedPlan, Exchange, StagePlan};
 
 use crate::options::Rules;
 use rules::colocated_joins::join_colocated_inputs;
+use rules::compact_distinct::compact_distinct_states;
 use rules::distributable_joins::make_joins_distributable;
+use rules::eager_aggregation::push_aggregates_below_joins;
 use rules::raw_row_aggregation::aggregate_raw_rows;
 
 /// Rewrites `plan` as `rules` say and cuts it into stages.
@@ -43,6 +48,12 @@ pub(crate) fn rewrite(
         plan = join_colocated_inputs(plan)?;
     }
     plan = make_joins_distributable(plan, partitions, broadcast)?;
+    if rules.eager_aggregation {
+        plan = push_aggregates_below_joins(plan, rules.eager_aggregation_min_reduction)?;
+    }
+    if rules.compact_distinct {
+        plan = compact_distinct_states(plan, rules.compact_distinct_min_rows_per_group)?;
+    }
     if !rules.partial_aggregation {
         plan = aggregate_raw_rows(plan)?;
     }

@@ -28,6 +28,7 @@ use tally_common::shuffle_writer::ShuffleWriterExec;
 use crate::options::Rules;
 use crate::planner::recompute;
 use crate::planner::rules::broadcast::read_broadcasts_once_per_worker;
+use crate::planner::rules::stage_notes;
 use crate::planner::rules::worker_combine::CombineSpec;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 
@@ -238,6 +239,7 @@ impl StageCutter {
         {
             rules.push("partial_aggregation".to_string());
         }
+        rules.extend(stage_notes(plan.input()));
         if self.read_mode.compression != WireCompression::None {
             rules.push(format!("compression={:?}", self.read_mode.compression).to_lowercase());
         }

@@ -34,8 +34,11 @@ impl CombineSpec {
         min_reduction: f64,
     ) -> Option<Self> {
         let aggregate = input.downcast_ref::<AggregateExec>()?;
-        let is_plain_partial = *aggregate.mode() == AggregateMode::Partial
-            && aggregate.group_expr().is_single()
+        // A PartialReduce emits partial states too (eager aggregation puts one above a join).
+        let is_plain_partial = matches!(
+            aggregate.mode(),
+            AggregateMode::Partial | AggregateMode::PartialReduce
+        ) && aggregate.group_expr().is_single()
             && !aggregate.group_expr().expr().is_empty();
         if !is_plain_partial || !matches!(partitioning, Partitioning::Hash(..)) {
             return None;
