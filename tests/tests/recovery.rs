@@ -13,10 +13,17 @@ use tally_proto::coordinator::{JobState, JobStatus, StageState, TaskState};
 use tally_tests::compare::assert_same_results;
 use tally_tests::harness::{datafusion_answer, tpch_dir};
 
-/// Small batches slow every stage down, so a test can act between two stages.
-const SLOW: [(&str, &str); 1] = [("datafusion.execution.batch_size", "256")];
+/// Small batches slow every stage down, so a test can act between two stages. Eager
+/// aggregation is off: it would shrink the test joins to nothing.
+const SLOW: [(&str, &str); 2] = [
+    ("datafusion.execution.batch_size", "256"),
+    ("tally.eager_aggregation", "false"),
+];
 /// Tiny batches: a job that runs for many seconds.
-const SLOWER: [(&str, &str); 1] = [("datafusion.execution.batch_size", "16")];
+const SLOWER: [(&str, &str); 2] = [
+    ("datafusion.execution.batch_size", "16"),
+    ("tally.eager_aggregation", "false"),
+];
 
 async fn cluster(workers: usize, config: CoordinatorConfig) -> LocalCluster {
     let cluster = LocalCluster::start_with(LocalClusterOptions {
