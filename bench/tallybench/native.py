@@ -23,7 +23,10 @@ class TallyCluster:
 
     def __init__(self, tally, workers, tables, log_path):
         self.tally = str(tally)
-        args = [self.tally, "local", "--workers", str(workers), "--port", "0"]
+        # Spools go 10 s after each job (the answer is fetched at once), not after the
+        # default 10 minutes: scale-1 naive plans would fill the disk otherwise.
+        args = [self.tally, "local", "--workers", str(workers), "--port", "0",
+                "--result-ttl-secs", "10"]
         for name, path in tables.items():
             args += ["--table", f"{name}={path}"]
         self.log = open(log_path, "w")

@@ -358,3 +358,43 @@ async fn a_worker_process_killed_during_q18_costs_tasks_not_the_answer() {
     }
     coordinator_process.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_in_tally_sql_cancels_the_job_on_the_cluster() {
+    use std::process::{Command, Stdio};
+    use tally_tests::harness::tally_binary;
+
+    let cluster = cluster(2, CoordinatorConfig::default()).await;
+    let client = cluster.client().await.unwrap();
+    let slow = "SELECT count(*) FROM lineitem a JOIN lineitem b ON a.l_suppkey = b.l_suppkey";
+    let mut sql = Command::new(tally_binary())
+        .args(["sql", "--coordinator", cluster.endpoint(), "-e", slow])
+        .args(
+            SLOWER
+                .iter()
+                .flat_map(|(k, v)| ["--set".to_string(), format!("{k}={v}")]),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = loop {
+        let jobs = client.list_jobs().await.unwrap();
+        if let Some(job) = jobs.iter().find(|j| j.sql == slow) {
+            break job.job_id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let interrupted = Command::new("kill")
+        .args(["-INT", &sql.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let output = sql.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    let status = client.job(&running).await.unwrap();
+    assert_eq!(status.state(), JobState::Cancelled);
+    cluster.shutdown().await;
+}

@@ -161,6 +161,10 @@ pub struct JobLimitArgs {
     /// seconds; a worker that stops answering while a job needs it is found out sooner.
     #[arg(long, default_value_t = 15)]
     pub worker_timeout_secs: u64,
+    /// How long a finished job's spooled output stays on the workers for its client to fetch
+    /// the answer.
+    #[arg(long, default_value_t = 600)]
+    pub result_ttl_secs: u64,
 }
 
 impl JobLimitArgs {
@@ -168,6 +172,7 @@ impl JobLimitArgs {
         config.task_attempts = self.task_attempts.max(1);
         config.job_timeout = std::time::Duration::from_secs(self.job_timeout_secs.max(1));
         config.heartbeat_timeout = std::time::Duration::from_secs(self.worker_timeout_secs.max(1));
+        config.result_ttl = std::time::Duration::from_secs(self.result_ttl_secs);
     }
 }
 
