@@ -111,10 +111,12 @@ async fn run_statement(
         return Ok(None);
     }
     // Ctrl-C while the job runs cancels it on the cluster (its tasks stop, its spool is freed).
+    // The handler is in place before the job exists, so no Ctrl-C falls between the two.
+    let interrupt = interrupted()?;
     let job_id = client.submit(statement, settings).await?;
     let status = tokio::select! {
         status = client.wait(&job_id) => status?,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupt => {
             client.cancel(&job_id).await?;
             return Err(ClientError::Interrupted { job_id });
         }
@@ -173,4 +175,21 @@ fn prompt(buffer: &str) {
         }
     );
     let _ = std::io::stderr().flush();
+}
+
+/// Resolves at the next Ctrl-C (SIGINT); listening starts when this is called.
+fn interrupted() -> Result<impl std::future::Future<Output = ()>, ClientError> {
+    #[cfg(unix)]
+    {
+        let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        Ok(async move {
+            signal.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
