@@ -367,7 +367,7 @@ async fn ctrl_c_in_tally_sql_cancels_the_job_on_the_cluster() {
     let cluster = cluster(2, CoordinatorConfig::default()).await;
     let client = cluster.client().await.unwrap();
     let slow = "SELECT count(*) FROM lineitem a JOIN lineitem b ON a.l_suppkey = b.l_suppkey";
-    let mut sql = Command::new(tally_binary())
+    let sql = Command::new(tally_binary())
         .args(["sql", "--coordinator", cluster.endpoint(), "-e", slow])
         .args(
             SLOWER
