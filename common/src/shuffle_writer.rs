@@ -130,7 +130,7 @@ pub fn describe_partitioning(partitioning: Option<&Partitioning>) -> String {
 /// A piece of a batch with string or binary view columns still points into the whole
 /// batch's data buffers, and Arrow IPC would write those buffers whole for every piece:
 /// copy just the bytes the piece uses.
-fn compact_views(batch: &RecordBatch) -> Result<RecordBatch> {
+pub fn compact_views(batch: &RecordBatch) -> Result<RecordBatch> {
     let has_views = batch
         .schema()
         .fields()

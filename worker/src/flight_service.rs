@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -13,9 +14,11 @@ use arrow_flight::{
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
+use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId};
 use tally_common::shuffle_env::ShuffleEnv;
+use tally_common::shuffle_writer::compact_views;
 use tally_common::spool::open_spool_file;
 use tally_proto::plan::ShuffleTicket;
 use tonic::{Request, Response, Status, Streaming};
@@ -73,9 +76,14 @@ impl FlightService for SpoolFlightService {
             }
         })?;
         let schema = reader.schema();
-        let batches = futures::stream::iter(reader).map_err(FlightError::from);
+        let batches = futures::stream::iter(reader)
+            .map(|batch| wire_pieces(batch?))
+            .map_ok(|pieces| futures::stream::iter(pieces.into_iter().map(Ok)))
+            .try_flatten();
         let encoded = FlightDataEncoderBuilder::new()
             .with_options(compression.ipc_options())
+            // The pieces are already small; split again, a view column would be sent whole.
+            .with_max_flight_data_size(MAX_MESSAGE_BYTES / 4)
             .with_schema(schema)
             .build(batches)
             .map_err(|e| Status::internal(e.to_string()));
@@ -143,5 +151,69 @@ impl FlightService for SpoolFlightService {
         _request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
         Err(Status::unimplemented("do_exchange"))
+    }
+}
+
+/// About what one Flight message carries (gRPC's 2 MiB habit, with room for headers).
+const WIRE_PIECE_BYTES: usize = 1 << 20;
+
+/// A spooled batch cut into messages of about `WIRE_PIECE_BYTES`, each with its string and
+/// binary view columns compacted. Left to itself, the Flight encoder slices a large batch, and
+/// every slice of a view column carries the whole batch's data buffers: a broadcast of wide
+/// string rows went out six times larger than its Arrow buffers.
+fn wire_pieces(batch: RecordBatch) -> Result<Vec<RecordBatch>, FlightError> {
+    let rows = batch.num_rows();
+    let pieces = batch
+        .get_array_memory_size()
+        .div_ceil(WIRE_PIECE_BYTES)
+        .max(1);
+    if pieces == 1 || rows <= 1 {
+        return Ok(vec![batch]);
+    }
+    let rows_per_piece = rows.div_ceil(pieces).max(1);
+    (0..rows)
+        .step_by(rows_per_piece)
+        .map(|offset| {
+            let piece = batch.slice(offset, rows_per_piece.min(rows - offset));
+            compact_views(&piece).map_err(|e| FlightError::ExternalError(Box::new(e)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, StringViewArray};
+
+    use super::*;
+
+    #[test]
+    fn a_large_batch_of_string_views_goes_out_in_compact_pieces() {
+        let values: Vec<String> = (0..20_000).map(|i| format!("{i:0>200}")).collect();
+        let column: ArrayRef = Arc::new(StringViewArray::from_iter_values(values));
+        let batch = RecordBatch::try_from_iter([("comment", column)]).unwrap();
+        let whole = batch.get_array_memory_size();
+
+        let pieces = wire_pieces(batch.clone()).unwrap();
+
+        assert!(
+            pieces.len() >= 4,
+            "{} pieces of a {whole}-byte batch",
+            pieces.len()
+        );
+        let rows: usize = pieces.iter().map(|p| p.num_rows()).sum();
+        assert_eq!(rows, batch.num_rows());
+        let sent: usize = pieces.iter().map(|p| p.get_array_memory_size()).sum();
+        // Sliced without compacting, every piece would hold the whole 4 MB of strings.
+        assert!(
+            sent < whole * 5 / 4,
+            "pieces hold {sent} bytes of a {whole}-byte batch"
+        );
+        assert!(
+            pieces
+                .iter()
+                .all(|p| p.get_array_memory_size() <= 2 * WIRE_PIECE_BYTES)
+        );
     }
 }
