@@ -212,19 +212,25 @@ async fn lead(
 ) {
     let mut stopped = shutdown.subscribe();
     let observer = tokio::spawn(observe_leader(store.clone(), role.clone()));
-    let campaign = tokio::select! {
-        campaign = store.campaign(&endpoint) => campaign,
-        _ = stopped.wait_for(|stopped| *stopped) => return,
-    };
-    observer.abort();
-    let mut leadership = match campaign {
-        Ok(leadership) => leadership,
-        Err(error) => {
-            tracing::error!(%error, "could not run for leader; stopping");
-            let _ = shutdown.send(true);
-            return;
+    // A standby waits as long as it takes; a campaign that fails (etcd's request timeout,
+    // a lapsed lease, etcd away for a while) runs again.
+    let mut leadership = loop {
+        let campaign = tokio::select! {
+            campaign = store.campaign(&endpoint) => campaign,
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        };
+        match campaign {
+            Ok(leadership) => break leadership,
+            Err(error) => {
+                tracing::warn!(%error, "not leading yet; running again");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopped.wait_for(|stopped| *stopped) => return,
+                }
+            }
         }
     };
+    observer.abort();
     if let Err(error) = state.restore().await {
         tracing::error!(%error, "could not load the cluster state; stopping");
         let _ = shutdown.send(true);

@@ -258,12 +258,20 @@ impl MetaStore for EtcdStore {
                 }
             })
         });
+        let mut lapsed = lost.clone();
         let leadership = Leadership::new(lost, Some(keep_alive), Some(resign));
-        self.client
-            .clone()
-            .campaign(self.key("leader", ""), endpoint, lease)
-            .await
-            .map_err(|e| self.error(e))?;
+        let mut client = self.client.clone();
+        let campaign = client.campaign(self.key("leader", ""), endpoint, lease);
+        // A candidacy whose lease lapsed can never win: give up and let the caller run again.
+        tokio::select! {
+            won = campaign => won.map_err(|e| self.error(e))?,
+            _ = lapsed.wait_for(|lost| *lost) => {
+                return Err(MetaError::Etcd {
+                    endpoints: self.endpoints.clone(),
+                    message: "the candidacy's lease lapsed while waiting to lead".to_string(),
+                });
+            }
+        };
         Ok(leadership)
     }
 

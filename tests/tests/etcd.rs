@@ -59,6 +59,11 @@ async fn count_nations(client: &Client) -> u64 {
     column as u64
 }
 
+async fn alive_workers(client: &Client) -> usize {
+    let workers = client.list_workers().await.unwrap();
+    workers.iter().filter(|w| w.alive).count()
+}
+
 /// Waits for `condition`, polling, up to `limit`; returns how long it took.
 async fn within<F, Fut>(limit: Duration, what: &str, mut condition: F) -> Duration
 where
@@ -134,15 +139,7 @@ async fn a_killed_worker_process_leaves_the_cluster_when_its_lease_lapses() {
         ],
     );
     let client = Client::connect(&coordinator.endpoint).await.unwrap();
-    let alive = || async {
-        client
-            .list_workers()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|w| w.alive)
-            .count()
-    };
+    let alive = || alive_workers(&client);
     within(Duration::from_secs(10), "the worker joins", || async {
         alive().await == 1
     })
@@ -287,14 +284,7 @@ async fn a_standby_coordinator_takes_over_when_the_leader_is_killed() {
             .unwrap();
     }
     within(Duration::from_secs(10), "both workers join", || async {
-        client
-            .list_workers()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|w| w.alive)
-            .count()
-            == 2
+        alive_workers(&client).await == 2
     })
     .await;
     let q5 =
@@ -313,16 +303,7 @@ async fn a_standby_coordinator_takes_over_when_the_leader_is_killed() {
     within(
         Duration::from_secs(10),
         "the new leader sees the workers",
-        || async {
-            client
-                .list_workers()
-                .await
-                .unwrap()
-                .iter()
-                .filter(|w| w.alive)
-                .count()
-                == 2
-        },
+        || async { alive_workers(&client).await == 2 },
     )
     .await;
     let answer = client.sql(&q5).await.unwrap();

@@ -11,7 +11,7 @@ use tally_client::{Client, LocalCluster, LocalClusterOptions};
 use tally_coordinator::CoordinatorConfig;
 use tally_proto::coordinator::{JobState, JobStatus, StageState, TaskState};
 use tally_tests::compare::assert_same_results;
-use tally_tests::harness::{datafusion_answer, tpch_dir};
+use tally_tests::harness::{datafusion_answer, tpch_cluster_with, tpch_dir};
 
 /// Small batches slow every stage down, so a test can act between two stages. Eager
 /// aggregation is off: it would shrink the test joins to nothing.
@@ -26,21 +26,12 @@ const SLOWER: [(&str, &str); 2] = [
 ];
 
 async fn cluster(workers: usize, config: CoordinatorConfig) -> LocalCluster {
-    let cluster = LocalCluster::start_with(LocalClusterOptions {
+    tpch_cluster_with(LocalClusterOptions {
         workers,
         coordinator: config,
         ..Default::default()
     })
     .await
-    .expect("start local cluster");
-    for table in TPCH_TABLES {
-        let path = tpch_dir().join(table);
-        cluster
-            .register_table(table, path.to_str().unwrap())
-            .await
-            .unwrap();
-    }
-    cluster
 }
 
 /// Workers that stop heartbeating are dropped after 3 s (15 s by default).
