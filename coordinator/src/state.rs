@@ -291,22 +291,20 @@ impl CoordinatorState {
         .map_err(CoordinatorError::from_datafusion)?;
         let id = JobId::new_random();
         let distributed = distribute(&id, &session, plan, workers)?;
-        self.jobs.start(
-            id.clone(),
-            sql.to_string(),
-            session.worker_settings,
-            distributed,
-            &session.rules,
-            true,
-        );
         let name = ctas.name.clone();
-        self.finalize_when_stages_done(id.clone(), move |this| async move {
-            ctas.spec.write(&dir).map_err(|e| e.to_string())?;
-            this.register_table(&name, &dir.to_string_lossy(), Some(TableFormat::Parquet))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(None)
-        });
+        self.start_finalized(
+            id.clone(),
+            sql,
+            session,
+            distributed,
+            move |this| async move {
+                ctas.spec.write(&dir).map_err(|e| e.to_string())?;
+                this.register_table(&name, &dir.to_string_lossy(), Some(TableFormat::Parquet))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(None)
+            },
+        );
         Ok(id)
     }
 
@@ -362,42 +360,56 @@ impl CoordinatorState {
             return Ok(id);
         }
 
-        self.jobs.start(
-            id.clone(),
-            sql.to_string(),
-            session.worker_settings,
-            distributed,
-            &session.rules,
-            true,
-        );
         let job = id.clone();
-        self.finalize_when_stages_done(id.clone(), move |this| async move {
-            let status = this
-                .jobs
-                .with_job(&job, job_status)
-                .ok_or_else(|| format!("job {job} vanished"))?;
-            let shuffled: u64 = status.stages.iter().map(|s| s.shuffle_bytes).sum();
-            let rows: u64 = status.stages.iter().map(|s| s.shuffle_rows).sum();
-            let summary = format!(
-                "shuffled {shuffled} bytes ({rows} rows) between workers in {} ms; answer \
+        self.start_finalized(
+            id.clone(),
+            sql,
+            session,
+            distributed,
+            move |this| async move {
+                let status = this
+                    .jobs
+                    .with_job(&job, job_status)
+                    .ok_or_else(|| format!("job {job} vanished"))?;
+                let shuffled: u64 = status.stages.iter().map(|s| s.shuffle_bytes).sum();
+                let rows: u64 = status.stages.iter().map(|s| s.shuffle_rows).sum();
+                let summary = format!(
+                    "shuffled {shuffled} bytes ({rows} rows) between workers in {} ms; answer \
                  {} rows, {} bytes; naive plan would shuffle about {estimate}",
-                status.elapsed_ms, status.result_rows, status.result_bytes
-            );
-            let batch = explain_batch(&status.stages, true, summary).map_err(|e| e.to_string())?;
-            let bytes = to_ipc(&batch).map_err(|e| e.to_string())?;
-            Ok(Some((batch.schema(), bytes)))
-        });
+                    status.elapsed_ms, status.result_rows, status.result_bytes
+                );
+                let batch =
+                    explain_batch(&status.stages, true, summary).map_err(|e| e.to_string())?;
+                let bytes = to_ipc(&batch).map_err(|e| e.to_string())?;
+                Ok(Some((batch.schema(), bytes)))
+            },
+        );
         Ok(id)
     }
 
-    /// Runs `finalizer` once the job's stages are done, then ends the job with its outcome.
-    fn finalize_when_stages_done<F, Fut>(self: &Arc<Self>, id: JobId, finalizer: F)
-    where
+    /// Starts a job that succeeds only once `finalizer` has run after its stages are done;
+    /// the job ends with the finalizer's outcome.
+    fn start_finalized<F, Fut>(
+        self: &Arc<Self>,
+        id: JobId,
+        sql: &str,
+        session: JobSession,
+        plan: DistributedPlan,
+        finalizer: F,
+    ) where
         F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Option<(SchemaRef, Vec<u8>)>, String>>
             + Send
             + 'static,
     {
+        self.jobs.start(
+            id.clone(),
+            sql.to_string(),
+            session.worker_settings,
+            plan,
+            &session.rules,
+            true,
+        );
         let Some(mut updates) = self.jobs.subscribe(&id) else {
             return;
         };
