@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,23 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `count` `tally worker` processes that find their cluster by `args` (e.g.
+/// `["--coordinator", ADDR]`), each spooling in its own folder under `spool`; returns each
+/// with its worker id.
+pub fn start_workers(count: usize, args: &[&str], spool: &Path) -> Vec<(String, Process)> {
+    (0..count)
+        .map(|i| {
+            let dir = spool.join(format!("w{i}"));
+            let mut worker_args = vec!["worker", "--spool-dir", dir.to_str().unwrap()];
+            worker_args.extend_from_slice(args);
+            let (worker, line) = Process::start(&format!("worker {i}"), &worker_args);
+            // "tally worker <id> listening on <endpoint>"
+            let id = line.split_whitespace().nth(2).unwrap().to_string();
+            (id, worker)
+        })
+        .collect()
 }
 
 pub fn free_port() -> u16 {

@@ -15,7 +15,7 @@ use tally_meta::{EtcdStore, MetaConfig, MetaStore, WorkerEvent};
 use tally_proto::coordinator::{JobState, JobStatus};
 use tally_tests::etcd::{Etcd, unique_cluster};
 use tally_tests::harness::tpch_dir;
-use tally_tests::process::{Process, free_port};
+use tally_tests::process::{Process, free_port, start_workers};
 
 fn meta(etcd: &Etcd, cluster: &str) -> MetaConfig {
     MetaConfig {
@@ -124,20 +124,19 @@ async fn a_killed_worker_process_leaves_the_cluster_when_its_lease_lapses() {
     .unwrap();
     coordinator.until_leading().await;
     let spool = tempfile::tempdir().unwrap();
-    let (worker, _) = Process::start(
-        "worker",
+    let (_, worker) = start_workers(
+        1,
         &[
-            "worker",
             "--etcd",
             &etcd.endpoint,
             "--cluster",
             &cluster_name,
             "--lease-ttl-secs",
             "2",
-            "--spool-dir",
-            spool.path().to_str().unwrap(),
         ],
-    );
+        spool.path(),
+    )
+    .remove(0);
     let client = Client::connect(&coordinator.endpoint).await.unwrap();
     let alive = || alive_workers(&client);
     within(Duration::from_secs(10), "the worker joins", || async {
@@ -256,23 +255,11 @@ async fn a_standby_coordinator_takes_over_when_the_leader_is_killed() {
     let standby_args = coordinator_args(standby_port);
     let (mut standby, _) = Process::start("standby", &strs(&standby_args));
     standby.wait_for_line("standby");
-    let mut workers = Vec::new();
-    for i in 0..2 {
-        let dir = spool.path().join(format!("w{i}"));
-        let (worker, _) = Process::start(
-            "worker",
-            &[
-                "worker",
-                "--etcd",
-                &etcd.endpoint,
-                "--cluster",
-                &cluster_name,
-                "--spool-dir",
-                dir.to_str().unwrap(),
-            ],
-        );
-        workers.push(worker);
-    }
+    let workers = start_workers(
+        2,
+        &["--etcd", &etcd.endpoint, "--cluster", &cluster_name],
+        spool.path(),
+    );
     let both = format!("127.0.0.1:{standby_port},127.0.0.1:{leader_port}");
 
     let client = Client::connect(&both).await.unwrap();
@@ -309,7 +296,7 @@ async fn a_standby_coordinator_takes_over_when_the_leader_is_killed() {
     let answer = client.sql(&q5).await.unwrap();
     tally_tests::compare::assert_same_results(&q5, &expected.batches, &answer.batches, true);
     assert!(answer.num_rows() > 0);
-    for worker in workers {
+    for (_, worker) in workers {
         worker.stop();
     }
     standby.stop();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tally_client::output::{OutputFormat, write_batches};
 use tally_tests::harness::{datafusion_answer, tally_binary, tpch_dir};
-use tally_tests::process::{Process, free_port};
+use tally_tests::process::{Process, free_port, start_workers};
 
 fn tally<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(tally_binary())
@@ -80,21 +80,11 @@ async fn cluster_of_tally_processes_answers_reports_and_survives_bad_input() {
             &table("lineitem"),
         ],
     );
-    let mut workers = Vec::new();
-    for i in 0..3 {
-        let dir = spool.path().join(format!("w{i}"));
-        let (worker, _) = Process::start(
-            &format!("worker {i}"),
-            &[
-                "worker",
-                "--coordinator",
-                &coordinator,
-                "--spool-dir",
-                dir.to_str().unwrap(),
-            ],
-        );
-        workers.push(worker);
-    }
+    let mut workers: Vec<Process> =
+        start_workers(3, &["--coordinator", &coordinator], spool.path())
+            .into_iter()
+            .map(|(_, worker)| worker)
+            .collect();
     wait_for_alive_workers(&coordinator, 3);
 
     // The answer, and the bytes its hash exchanges moved between the worker processes (the

@@ -235,7 +235,7 @@ async fn a_cancelled_job_stops_and_frees_its_spool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_process_killed_during_q18_costs_tasks_not_the_answer() {
     use tally_tests::harness::tally_binary;
-    use tally_tests::process::{Process, free_port};
+    use tally_tests::process::{Process, free_port, start_workers};
 
     let spool = tempfile::tempdir().unwrap();
     let coordinator = format!("127.0.0.1:{}", free_port());
@@ -251,23 +251,7 @@ async fn a_worker_process_killed_during_q18_costs_tasks_not_the_answer() {
             tpch_dir().to_str().unwrap(),
         ],
     );
-    let mut workers = Vec::new();
-    for i in 0..3 {
-        let dir = spool.path().join(format!("w{i}"));
-        let (worker, line) = Process::start(
-            &format!("worker {i}"),
-            &[
-                "worker",
-                "--coordinator",
-                &coordinator,
-                "--spool-dir",
-                dir.to_str().unwrap(),
-            ],
-        );
-        // "tally worker <id> listening on <endpoint>"
-        let id = line.split_whitespace().nth(2).unwrap().to_string();
-        workers.push((id, worker));
-    }
+    let mut workers = start_workers(3, &["--coordinator", &coordinator], spool.path());
     assert!(tally_binary().exists());
     let client = Client::connect(&coordinator).await.unwrap();
     for table in TPCH_TABLES {

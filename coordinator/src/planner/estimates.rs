@@ -91,29 +91,22 @@ fn integer_range(stats: &ColumnStatistics) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::SessionContext;
+    use crate::planner::test_support::Tables;
 
     #[tokio::test]
     async fn integer_ranges_bound_distinct_values_and_strings_are_unknown() {
-        let ctx = SessionContext::new();
-        let dir = tempfile_dir();
-        ctx.sql(&format!(
-            "COPY (SELECT value % 50 AS g, value AS v, 'x' || value AS s \
-             FROM generate_series(1, 1000)) TO '{}/t.parquet'",
-            dir.display()
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-        ctx.sql(&format!(
-            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/'",
-            dir.display()
-        ))
-        .await
-        .unwrap();
-        let plan = ctx
+        let tables = Tables::new(
+            &[(
+                "t",
+                "SELECT value % 50 AS g, value AS v, 'x' || value AS s \
+                 FROM generate_series({lo}, {hi})",
+            )],
+            1,
+            1000,
+        )
+        .await;
+        let plan = tables
+            .ctx
             .sql("SELECT g, v, s FROM t")
             .await
             .unwrap()
@@ -132,12 +125,5 @@ mod tests {
         );
         assert_eq!(estimate.distinct_values(&column("s", 2)), None);
         assert_eq!(estimate.groups(&[]), Some(1.0));
-        std::fs::remove_dir_all(dir).ok();
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tally-estimates-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }
