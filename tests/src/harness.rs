@@ -77,6 +77,12 @@ pub async fn cluster_with_data_roots(workers: usize, roots: &[&Path]) -> LocalCl
     .expect("start local cluster")
 }
 
+/// How many workers the coordinator behind `client` counts as alive.
+pub async fn alive_workers(client: &Client) -> usize {
+    let workers = client.list_workers().await.unwrap();
+    workers.iter().filter(|w| w.alive).count()
+}
+
 /// Runs `sql` with `settings` (e.g. `("tally.planner", "naive")`), panicking on error.
 pub async fn run_with(client: &Client, sql: &str, settings: &[(&str, &str)]) -> QueryResult {
     let settings: BTreeMap<String, String> = settings

@@ -14,7 +14,7 @@ use tally_coordinator::{CoordinatorConfig, start_coordinator};
 use tally_meta::{EtcdStore, MetaConfig, MetaStore, WorkerEvent};
 use tally_proto::coordinator::{JobState, JobStatus};
 use tally_tests::etcd::{Etcd, unique_cluster};
-use tally_tests::harness::tpch_dir;
+use tally_tests::harness::{alive_workers, tpch_dir};
 use tally_tests::process::{Process, free_port, start_workers};
 
 fn meta(etcd: &Etcd, cluster: &str) -> MetaConfig {
@@ -57,11 +57,6 @@ async fn count_nations(client: &Client) -> u64 {
         .expect("count is Int64")
         .value(0);
     column as u64
-}
-
-async fn alive_workers(client: &Client) -> usize {
-    let workers = client.list_workers().await.unwrap();
-    workers.iter().filter(|w| w.alive).count()
 }
 
 /// Waits for `condition`, polling, up to `limit`; returns how long it took.

@@ -11,7 +11,7 @@ use tally_client::{Client, LocalCluster, LocalClusterOptions};
 use tally_coordinator::CoordinatorConfig;
 use tally_proto::coordinator::{JobState, JobStatus, StageState, TaskState};
 use tally_tests::compare::assert_same_results;
-use tally_tests::harness::{datafusion_answer, tpch_cluster_with, tpch_dir};
+use tally_tests::harness::{alive_workers, datafusion_answer, tpch_cluster_with, tpch_dir};
 
 /// Small batches slow every stage down, so a test can act between two stages. Eager
 /// aggregation is off: it would shrink the test joins to nothing.
@@ -263,13 +263,7 @@ async fn a_worker_process_killed_during_q18_costs_tasks_not_the_answer() {
     }
     let mut alive = 0;
     for _ in 0..100 {
-        alive = client
-            .list_workers()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|w| w.alive)
-            .count();
+        alive = alive_workers(&client).await;
         if alive == 3 {
             break;
         }
