@@ -366,14 +366,12 @@ impl Job {
                         } else {
                             usable
                         };
-                        stage
+                        let preferred = stage
                             .preferred
                             .get(partition)
                             .and_then(Option::as_ref)
-                            .and_then(|id| usable.iter().find(|w| &w.id == id))
-                            .unwrap_or(&usable[(partition + offset) % usable.len()])
-                            .to_owned()
-                            .clone()
+                            .and_then(|id| usable.iter().find(|w| &w.id == id));
+                        (*preferred.unwrap_or(&usable[(partition + offset) % usable.len()])).clone()
                     }
                 };
                 task.worker = Some(worker.clone());
