@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -11,14 +10,16 @@ use arrow::ipc::reader::StreamReader;
 use futures::TryStreamExt;
 use serde::Serialize;
 use tally_common::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
-use tally_common::ipc::schema_from_bytes;
 use tally_common::security::{AuthChannel, ClusterSecurity};
 use tally_common::shuffle_env::connect_flight_lazy;
-use tally_common::{MAX_MESSAGE_BYTES, root_cause};
 use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
-use tally_proto::coordinator::*;
+use tally_proto::coordinator::{
+    CancelJobRequest, GetJobRequest, ListJobsRequest, ListTablesRequest, ListWorkersRequest,
+    RegisterTableRequest, SubmitJobRequest,
+};
 
 use crate::error::ClientError;
+use crate::model::{JobFailure, JobId, JobState, JobStatus, TableInfo, WorkerInfo};
 
 #[derive(Clone)]
 pub struct Client {
@@ -84,8 +85,8 @@ impl From<&JobStatus> for JobMetrics {
             .stages
             .iter()
             .map(|s| StageMetrics {
-                stage_id: s.stage_id,
-                input_stages: s.input_stages.clone(),
+                stage_id: s.stage_id.0,
+                input_stages: s.input_stages.iter().map(|s| s.0).collect(),
                 output: s.output.clone(),
                 tasks: s.tasks_total,
                 output_rows: s.output_rows,
@@ -93,27 +94,27 @@ impl From<&JobStatus> for JobMetrics {
                 shuffle_bytes: s.shuffle_bytes,
                 shuffle_uncompressed_bytes: s.shuffle_uncompressed_bytes,
                 shuffle_rows: s.shuffle_rows,
-                elapsed_ms: s.elapsed_ms,
+                elapsed_ms: s.elapsed.as_millis() as u64,
                 rules: s.rules.clone(),
                 spilled_bytes: s.spilled_bytes,
             })
             .collect();
         JobMetrics {
-            job_id: status.job_id.clone(),
-            state: status
-                .state()
-                .as_str_name()
-                .trim_start_matches("JOB_STATE_")
-                .to_string(),
+            job_id: status.job_id.to_string(),
+            state: status.state.as_str().to_string(),
             shuffle_bytes: stages.iter().map(|s| s.shuffle_bytes).sum(),
             shuffle_uncompressed_bytes: stages.iter().map(|s| s.shuffle_uncompressed_bytes).sum(),
             shuffle_rows: stages.iter().map(|s| s.shuffle_rows).sum(),
             result_bytes: status.result_bytes,
             result_rows: status.result_rows,
-            elapsed_ms: status.elapsed_ms,
+            elapsed_ms: status.elapsed.as_millis() as u64,
             stages,
         }
     }
+}
+
+fn job_status(status: tally_proto::coordinator::JobStatus) -> Result<JobStatus, ClientError> {
+    JobStatus::try_from(status).map_err(ClientError::Fetch)
 }
 
 impl Client {
@@ -156,22 +157,17 @@ impl Client {
     }
 
     async fn connect_one(endpoint: &str, security: ClusterSecurity) -> Result<Self, ClientError> {
-        let connect_error = |message: String| ClientError::Connect {
-            endpoint: endpoint.to_string(),
-            message,
-        };
-        let channel = security
-            .endpoint(endpoint)
-            .map_err(|e| connect_error(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| connect_error(root_cause(&e)))?;
+        let rpc =
+            security
+                .connect_client(endpoint)
+                .await
+                .map_err(|message| ClientError::Connect {
+                    endpoint: endpoint.to_string(),
+                    message,
+                })?;
         Ok(Self {
             endpoint: endpoint.to_string(),
-            rpc: CoordinatorServiceClient::new(security.authed(channel))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            rpc,
             security,
         })
     }
@@ -203,7 +199,7 @@ impl Client {
         &self,
         sql: &str,
         settings: &BTreeMap<String, String>,
-    ) -> Result<String, ClientError> {
+    ) -> Result<JobId, ClientError> {
         let request = SubmitJobRequest {
             sql: sql.to_string(),
             settings: settings.clone().into_iter().collect(),
@@ -214,11 +210,11 @@ impl Client {
             .submit_job(request)
             .await
             .map_err(|s| self.status_error(s))?;
-        Ok(response.into_inner().job_id)
+        Ok(JobId::from(response.into_inner().job_id))
     }
 
     /// Follows the job until it ends; a failed or cancelled job is an error.
-    pub async fn wait(&self, job_id: &str) -> Result<JobStatus, ClientError> {
+    pub async fn wait(&self, job_id: &JobId) -> Result<JobStatus, ClientError> {
         let request = GetJobRequest {
             job_id: job_id.to_string(),
         };
@@ -233,20 +229,23 @@ impl Client {
         while let Some(status) = updates.message().await.map_err(|s| self.status_error(s))? {
             last = Some(status);
         }
-        let status = last.ok_or_else(|| ClientError::Unavailable {
+        let status = job_status(last.ok_or_else(|| ClientError::Unavailable {
             endpoint: self.endpoint.clone(),
             message: format!("job {job_id} status stream ended without a state"),
-        })?;
-        match status.state() {
+        })?)?;
+        match status.state {
             JobState::Succeeded => Ok(status),
-            JobState::Failed | JobState::Cancelled => Err(ClientError::JobFailed {
-                job_id: status.job_id.clone(),
-                message: status.error.clone(),
-                code: match status.error_code {
-                    0 => tonic::Code::Unknown,
-                    code => tonic::Code::from(code),
-                },
-            }),
+            JobState::Failed | JobState::Cancelled => {
+                let failure = status.failure.clone().unwrap_or(JobFailure {
+                    message: format!("job ended {}", status.state.as_str()),
+                    code: tonic::Code::Unknown,
+                });
+                Err(ClientError::JobFailed {
+                    job_id: status.job_id.to_string(),
+                    message: failure.message,
+                    code: failure.code,
+                })
+            }
             other => Err(ClientError::Unavailable {
                 endpoint: self.endpoint.clone(),
                 message: format!("job {job_id} status stream ended while {other:?}"),
@@ -269,25 +268,16 @@ impl Client {
                 metrics: JobMetrics::from(status),
             });
         }
-        let schema = schema_from_bytes(&status.result_schema)
-            .map_err(|e| ClientError::Fetch(e.to_string()))?;
+        let schema = status.result_schema.clone();
         let mut batches = Vec::new();
         let counter = Arc::new(WireCounter::default());
-        for location in &status.results {
-            let ticket = location
-                .ticket
-                .as_ref()
-                .ok_or_else(|| ClientError::Fetch("result location without ticket".to_string()))?;
-            let client = connect_flight_lazy(&location.flight_endpoint, &self.security)
+        for piece in &status.results {
+            let client = connect_flight_lazy(&piece.endpoint, &self.security)
                 .map_err(|e| ClientError::Fetch(e.to_string()))?;
-            let stream = fetch_batches(
-                client,
-                &location.flight_endpoint,
-                encode_ticket(ticket),
-                counter.clone(),
-            )
-            .await
-            .map_err(|e| ClientError::Fetch(e.to_string()))?;
+            let ticket = encode_ticket(&piece.ticket(status.result_compression));
+            let stream = fetch_batches(client, &piece.endpoint, ticket, counter.clone())
+                .await
+                .map_err(|e| ClientError::Fetch(e.to_string()))?;
             let fetched: Vec<RecordBatch> = stream
                 .try_collect()
                 .await
@@ -301,20 +291,21 @@ impl Client {
         })
     }
 
-    pub async fn job(&self, job_id: &str) -> Result<JobStatus, ClientError> {
+    pub async fn job(&self, job_id: &JobId) -> Result<JobStatus, ClientError> {
         let request = GetJobRequest {
             job_id: job_id.to_string(),
         };
-        Ok(self
-            .rpc
-            .clone()
-            .get_job(request)
-            .await
-            .map_err(|s| self.status_error(s))?
-            .into_inner())
+        job_status(
+            self.rpc
+                .clone()
+                .get_job(request)
+                .await
+                .map_err(|s| self.status_error(s))?
+                .into_inner(),
+        )
     }
 
-    pub async fn cancel(&self, job_id: &str) -> Result<JobState, ClientError> {
+    pub async fn cancel(&self, job_id: &JobId) -> Result<JobState, ClientError> {
         let request = CancelJobRequest {
             job_id: job_id.to_string(),
         };
@@ -324,7 +315,7 @@ impl Client {
             .cancel_job(request)
             .await
             .map_err(|s| self.status_error(s))?;
-        Ok(response.into_inner().state())
+        Ok(JobState::from(response.into_inner().state()))
     }
 
     pub async fn list_jobs(&self) -> Result<Vec<JobStatus>, ClientError> {
@@ -334,7 +325,12 @@ impl Client {
             .list_jobs(ListJobsRequest {})
             .await
             .map_err(|s| self.status_error(s))?;
-        Ok(response.into_inner().jobs)
+        response
+            .into_inner()
+            .jobs
+            .into_iter()
+            .map(job_status)
+            .collect()
     }
 
     pub async fn register_table(&self, name: &str, path: &str) -> Result<TableInfo, ClientError> {
@@ -353,6 +349,7 @@ impl Client {
             .into_inner()
             .table
             .ok_or_else(|| ClientError::Query(format!("table {name} was not registered")))
+            .and_then(TableInfo::try_from)
     }
 
     pub async fn list_tables(&self) -> Result<Vec<TableInfo>, ClientError> {
@@ -362,7 +359,12 @@ impl Client {
             .list_tables(ListTablesRequest {})
             .await
             .map_err(|s| self.status_error(s))?;
-        Ok(response.into_inner().tables)
+        response
+            .into_inner()
+            .tables
+            .into_iter()
+            .map(TableInfo::try_from)
+            .collect()
     }
 
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
@@ -372,6 +374,11 @@ impl Client {
             .list_workers(ListWorkersRequest {})
             .await
             .map_err(|s| self.status_error(s))?;
-        Ok(response.into_inner().workers)
+        Ok(response
+            .into_inner()
+            .workers
+            .into_iter()
+            .map(WorkerInfo::from)
+            .collect())
     }
 }

@@ -5,9 +5,14 @@ pub mod cli;
 mod client;
 mod error;
 mod local;
+mod model;
 pub mod output;
 pub mod tpch;
 
 pub use client::{Client, JobMetrics, QueryResult, StageMetrics};
 pub use error::ClientError;
 pub use local::{LocalCluster, LocalClusterOptions};
+pub use model::{
+    JobFailure, JobId, JobState, JobStatus, StageId, StageState, StageStatus, TableInfo, TaskState,
+    TaskStatus, WorkerInfo,
+};

@@ -25,8 +25,9 @@ use crate::bucketing::BucketSinkExec;
 use crate::distinct::udaf_by_name;
 use crate::ids::{JobId, StageId};
 use crate::ipc::{schema_from_bytes, schema_to_bytes};
-use crate::shuffle_reader::{ReadMode, ShuffleReaderExec, SpoolLocation};
+use crate::shuffle_reader::{ReadMode, ShuffleReaderExec};
 use crate::shuffle_writer::ShuffleWriterExec;
+use crate::spool::SpoolLocation;
 
 #[derive(Debug, Default)]
 pub struct TallyCodec;

@@ -10,13 +10,14 @@ use arrow_flight::Ticket;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
 use tally_proto::plan as pb;
 
+use crate::failure::FetchFailed;
 use crate::security::AuthChannel;
 
 #[derive(Debug, Default)]
@@ -35,6 +36,15 @@ impl WireCounter {
     pub fn uncompressed_bytes(&self) -> u64 {
         self.uncompressed.load(Ordering::Relaxed)
     }
+}
+
+/// What one shuffle reader moved, split by where it came from.
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    pub remote: Arc<WireCounter>,
+    pub remote_rows: AtomicU64,
+    pub local_bytes: AtomicU64,
+    pub local_rows: AtomicU64,
 }
 
 fn buffer_bytes(batch: &RecordBatch) -> u64 {
@@ -61,7 +71,7 @@ pub async fn fetch_batches(
             ticket: ticket.into(),
         })
         .await
-        .map_err(|status| fetch_error(endpoint, status.message()))?;
+        .map_err(|status| FetchFailed::into_datafusion(endpoint, status.message()))?;
     let endpoint = endpoint.to_string();
     let batch_counter = counter.clone();
     let counted = response.into_inner().map(move |message| {
@@ -72,48 +82,11 @@ pub async fn fetch_batches(
         Ok(data)
     });
     Ok(FlightRecordBatchStream::new_from_flight_data(counted)
-        .map_err(move |e| fetch_error(&endpoint, &e.to_string()))
+        .map_err(move |e| FetchFailed::into_datafusion(&endpoint, &e.to_string()))
         .inspect_ok(move |batch| {
             batch_counter
                 .uncompressed
                 .fetch_add(buffer_bytes(batch), Ordering::Relaxed);
         })
         .boxed())
-}
-
-/// Shuffle data could not be fetched from another worker: the task may pass on another try,
-/// once the data is made again elsewhere.
-#[derive(Debug)]
-pub struct FetchFailed {
-    pub endpoint: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for FetchFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "fetching shuffle data from {}: {}",
-            self.endpoint, self.message
-        )
-    }
-}
-
-impl std::error::Error for FetchFailed {}
-
-fn fetch_error(endpoint: &str, message: &str) -> DataFusionError {
-    DataFusionError::External(Box::new(FetchFailed {
-        endpoint: endpoint.to_string(),
-        message: message.to_string(),
-    }))
-}
-
-/// True when a task failed for a reason outside the query (a lost input, I/O) that another
-/// try may not meet; false for errors in the query itself (plan, types, values, limits).
-pub fn is_retryable(error: &DataFusionError) -> bool {
-    match error.find_root() {
-        DataFusionError::External(source) => source.is::<FetchFailed>(),
-        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => true,
-        _ => false,
-    }
 }

@@ -8,11 +8,39 @@ use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Server};
 
+use crate::MAX_MESSAGE_BYTES;
 use crate::auth::{AttachToken, ClusterToken, RequireToken, TOKEN_ENV, TokenError};
 use crate::tls::{ClusterTls, TlsError, TlsFiles};
 
 /// A channel whose calls carry the cluster token.
 pub type AuthChannel = InterceptedService<Channel, AttachToken>;
+
+/// How long a channel waits for a connection before the call fails.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A generated gRPC client of one of Tally's services, with the message limits every
+/// service sets on both ends.
+pub trait ServiceClient: Sized {
+    fn with_channel(channel: AuthChannel) -> Self;
+}
+
+macro_rules! service_clients {
+    ($($client:path),* $(,)?) => {$(
+        impl ServiceClient for $client {
+            fn with_channel(channel: AuthChannel) -> Self {
+                Self::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            }
+        }
+    )*};
+}
+
+service_clients!(
+    tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient<AuthChannel>,
+    tally_proto::worker::worker_service_client::WorkerServiceClient<AuthChannel>,
+    arrow_flight::flight_service_client::FlightServiceClient<AuthChannel>,
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -104,6 +132,26 @@ impl ClusterSecurity {
             .connect_timeout(connect_timeout)
             .connect_lazy();
         Ok(self.authed(channel))
+    }
+
+    /// A client of a Tally service at `endpoint` that connects on first use.
+    pub fn lazy_client<C: ServiceClient>(&self, endpoint: &str) -> Result<C, SecurityError> {
+        Ok(C::with_channel(
+            self.lazy_channel(endpoint, CONNECT_TIMEOUT)?,
+        ))
+    }
+
+    /// A client of a Tally service at `endpoint`, connected now so that an address that does
+    /// not answer fails here; the error is the innermost cause ("Connection refused").
+    pub async fn connect_client<C: ServiceClient>(&self, endpoint: &str) -> Result<C, String> {
+        let channel = self
+            .endpoint(endpoint)
+            .map_err(|e| e.to_string())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect()
+            .await
+            .map_err(|e| crate::root_cause(&e))?;
+        Ok(C::with_channel(self.authed(channel)))
     }
 
     /// Adds the token to a connected channel's calls.

@@ -13,13 +13,11 @@ use datafusion::execution::TaskContext;
 use futures::TryStreamExt;
 use tokio::sync::OnceCell;
 
-use crate::MAX_MESSAGE_BYTES;
 use crate::compression::WireCompression;
-use crate::flight_fetch::{encode_ticket, fetch_batches};
+use crate::flight_fetch::{ReadCounters, encode_ticket, fetch_batches};
 use crate::ids::WorkerId;
 use crate::security::{AuthChannel, ClusterSecurity};
-use crate::shuffle_reader::{ReadCounters, SpoolLocation};
-use crate::spool::{Spool, SpoolFileWriter};
+use crate::spool::{Spool, SpoolFileWriter, SpoolLocation};
 use crate::tickets::TicketKey;
 
 #[derive(Debug)]
@@ -149,10 +147,7 @@ pub fn connect_flight_lazy(
     endpoint: &str,
     security: &ClusterSecurity,
 ) -> Result<FlightServiceClient<AuthChannel>> {
-    let channel = security
-        .lazy_channel(endpoint, std::time::Duration::from_secs(5))
-        .map_err(|e| DataFusionError::Execution(format!("Flight endpoint {endpoint}: {e}")))?;
-    Ok(FlightServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    security
+        .lazy_client(endpoint)
+        .map_err(|e| DataFusionError::Execution(format!("Flight endpoint {endpoint}: {e}")))
 }

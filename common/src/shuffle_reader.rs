@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -19,70 +19,11 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
-use tally_proto::plan as pb;
-
 use crate::compression::WireCompression;
-use crate::flight_fetch::{WireCounter, encode_ticket, fetch_batches};
-use crate::ids::{JobId, StageId, WorkerId};
+use crate::flight_fetch::{ReadCounters, encode_ticket, fetch_batches};
+use crate::ids::StageId;
 use crate::shuffle_env::ShuffleEnv;
-use crate::spool::open_spool_file;
-
-/// One spooled file: output partition `out_partition` of task `map_partition`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpoolLocation {
-    pub worker_id: WorkerId,
-    pub endpoint: String,
-    pub job_id: JobId,
-    pub stage_id: StageId,
-    pub map_partition: u32,
-    pub out_partition: u32,
-    pub rows: u64,
-    /// The holding worker's MAC of this piece (see `tickets`).
-    pub mac: Vec<u8>,
-}
-
-impl SpoolLocation {
-    /// The ticket that fetches this piece, sent with `compression`.
-    pub fn ticket(&self, compression: WireCompression) -> pb::ShuffleTicket {
-        pb::ShuffleTicket {
-            job_id: self.job_id.to_string(),
-            stage_id: self.stage_id.0,
-            map_partition: self.map_partition,
-            out_partition: self.out_partition,
-            compression: pb::Compression::from(compression) as i32,
-            mac: self.mac.clone(),
-        }
-    }
-
-    pub fn to_proto(&self, compression: WireCompression) -> pb::ShuffleLocation {
-        pb::ShuffleLocation {
-            worker_id: self.worker_id.to_string(),
-            flight_endpoint: self.endpoint.clone(),
-            ticket: Some(self.ticket(compression)),
-            rows: self.rows,
-        }
-    }
-}
-
-impl TryFrom<pb::ShuffleLocation> for SpoolLocation {
-    type Error = DataFusionError;
-
-    fn try_from(loc: pb::ShuffleLocation) -> Result<Self> {
-        let ticket = loc.ticket.ok_or_else(|| {
-            DataFusionError::Internal("shuffle location without ticket".to_string())
-        })?;
-        Ok(SpoolLocation {
-            worker_id: WorkerId::from(loc.worker_id),
-            endpoint: loc.flight_endpoint,
-            job_id: JobId::from(ticket.job_id),
-            stage_id: StageId(ticket.stage_id),
-            map_partition: ticket.map_partition,
-            out_partition: ticket.out_partition,
-            rows: loc.rows,
-            mac: ticket.mac,
-        })
-    }
-}
+use crate::spool::{SpoolLocation, open_spool_file};
 
 /// How a reader's partitions are used by the plan above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,15 +32,6 @@ pub struct ReadMode {
     /// The build side of a broadcast join: every task of a worker reads all of it, so the
     /// worker fetches each remote piece once and keeps it on its disk.
     pub broadcast: bool,
-}
-
-/// What one reader moved, split by where it came from.
-#[derive(Debug, Default)]
-pub struct ReadCounters {
-    pub remote: Arc<WireCounter>,
-    pub remote_rows: AtomicU64,
-    pub local_bytes: AtomicU64,
-    pub local_rows: AtomicU64,
 }
 
 #[derive(Debug)]

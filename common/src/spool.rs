@@ -12,7 +12,67 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use datafusion::error::{DataFusionError, Result};
 
-use crate::ids::{JobId, StageId};
+use tally_proto::plan as pb;
+
+use crate::compression::WireCompression;
+use crate::ids::{JobId, StageId, WorkerId};
+
+/// One spooled file: output partition `out_partition` of task `map_partition`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolLocation {
+    pub worker_id: WorkerId,
+    pub endpoint: String,
+    pub job_id: JobId,
+    pub stage_id: StageId,
+    pub map_partition: u32,
+    pub out_partition: u32,
+    pub rows: u64,
+    /// The holding worker's MAC of this piece (see `tickets`).
+    pub mac: Vec<u8>,
+}
+
+impl SpoolLocation {
+    /// The ticket that fetches this piece, sent with `compression`.
+    pub fn ticket(&self, compression: WireCompression) -> pb::ShuffleTicket {
+        pb::ShuffleTicket {
+            job_id: self.job_id.to_string(),
+            stage_id: self.stage_id.0,
+            map_partition: self.map_partition,
+            out_partition: self.out_partition,
+            compression: pb::Compression::from(compression) as i32,
+            mac: self.mac.clone(),
+        }
+    }
+
+    pub fn to_proto(&self, compression: WireCompression) -> pb::ShuffleLocation {
+        pb::ShuffleLocation {
+            worker_id: self.worker_id.to_string(),
+            flight_endpoint: self.endpoint.clone(),
+            ticket: Some(self.ticket(compression)),
+            rows: self.rows,
+        }
+    }
+}
+
+impl TryFrom<pb::ShuffleLocation> for SpoolLocation {
+    type Error = DataFusionError;
+
+    fn try_from(loc: pb::ShuffleLocation) -> Result<Self> {
+        let ticket = loc.ticket.ok_or_else(|| {
+            DataFusionError::Internal("shuffle location without ticket".to_string())
+        })?;
+        Ok(SpoolLocation {
+            worker_id: WorkerId::from(loc.worker_id),
+            endpoint: loc.flight_endpoint,
+            job_id: JobId::from(ticket.job_id),
+            stage_id: StageId(ticket.stage_id),
+            map_partition: ticket.map_partition,
+            out_partition: ticket.out_partition,
+            rows: loc.rows,
+            mac: ticket.mac,
+        })
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Spool {

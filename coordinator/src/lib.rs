@@ -1,27 +1,18 @@
-//! The Tally coordinator: catalog, SQL planning, cutting plans into stages, scheduling their
-//! tasks on workers, and job state.
+//! The Tally coordinator, in three layers:
+//! - `edge/`: the gRPC service and server, converting wire messages at the boundary;
+//! - `sql/`: the SQL front end (catalog, sessions, statements into jobs) and `planner/`, the
+//!   distributed planner whose rules minimize what crosses the network;
+//! - `jobs/`: scheduling, the life of a job from its stages to its end.
 
-mod bucketed_table;
-mod catalog;
-mod ctas;
-mod data_roots;
+mod edge;
 mod error;
-mod explain;
 mod jobs;
 mod options;
 mod planner;
-mod resolve;
-mod role;
-mod server;
-mod service;
-mod session;
-mod sql_guard;
-mod state;
-mod status;
-mod workers;
+mod sql;
 
-pub use catalog::TableFormat;
+pub use edge::server::{CoordinatorConfig, CoordinatorHandle, start_coordinator};
 pub use error::CoordinatorError;
 pub use jobs::DEFAULT_TASK_ATTEMPTS;
 pub use options::TallyOptions;
-pub use server::{CoordinatorConfig, CoordinatorHandle, start_coordinator};
+pub use sql::catalog::TableFormat;

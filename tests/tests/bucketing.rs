@@ -101,7 +101,7 @@ async fn create_table_as_select_writes_bucketed_tables_that_join_in_place() {
         .iter()
         .find(|t| t.name == "o")
         .expect("table o registered");
-    assert_eq!(o.bucketing, "4 buckets by (o_orderkey)");
+    assert_eq!(o.bucketing.as_deref(), Some("4 buckets by (o_orderkey)"));
 
     let sql = JOIN_BY_ORDER
         .replace("JOIN lineitem", "JOIN l")

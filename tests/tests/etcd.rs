@@ -203,16 +203,20 @@ async fn a_restarted_coordinator_keeps_the_catalog_and_the_job_history() {
     let jobs = client.list_jobs().await.unwrap();
     let earlier = jobs
         .iter()
-        .find(|j| j.job_id == before.metrics.job_id)
+        .find(|j| j.job_id.as_str() == before.metrics.job_id)
         .expect("the earlier job is still listed");
-    assert_eq!(earlier.state(), JobState::Succeeded);
+    assert_eq!(earlier.state, tally_client::JobState::Succeeded);
     assert!(earlier.stages.len() > 1, "its stage figures are kept");
-    let orphaned = jobs.iter().find(|j| j.job_id == "j-orphaned").unwrap();
-    assert_eq!(orphaned.state(), JobState::Failed);
+    let orphaned = jobs
+        .iter()
+        .find(|j| j.job_id.as_str() == "j-orphaned")
+        .unwrap();
+    assert_eq!(orphaned.state, tally_client::JobState::Failed);
+    let failure = orphaned.failure.as_ref().expect("the reason is recorded");
     assert!(
-        orphaned.error.contains("coordinator stopped"),
+        failure.message.contains("coordinator stopped"),
         "{}",
-        orphaned.error
+        failure.message
     );
     // The failure is written back, so the next coordinator sees it too.
     let stored = store.jobs().await.unwrap();

@@ -24,7 +24,10 @@ fn system_command(name: &str) -> PathBuf {
         .args(["-c", &format!("command -v {name}")])
         .output()
         .expect("look up a command");
-    assert!(output.status.success(), "{name} is missing; the test command installs it");
+    assert!(
+        output.status.success(),
+        "{name} is missing; the test command installs it"
+    );
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
@@ -42,7 +45,11 @@ fn the_installed_protoc_with_its_includes_passes_the_check() {
     let bin = bare_bin();
     std::os::unix::fs::symlink(system_command("protoc"), bin.path().join("protoc")).unwrap();
     let output = check_protoc(bin.path());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tally_client::tpch::TPCH_TABLES;
-use tally_client::{Client, LocalCluster, LocalClusterOptions};
+use tally_client::{
+    Client, JobId, JobState, JobStatus, LocalCluster, LocalClusterOptions, StageState, StageStatus,
+    TaskState,
+};
+use tally_common::ids::WorkerId;
 use tally_coordinator::CoordinatorConfig;
-use tally_proto::coordinator::{JobState, JobStatus, StageState, TaskState};
 use tally_tests::compare::assert_same_results;
 use tally_tests::harness::{alive_workers, datafusion_answer, tpch_cluster_with, tpch_dir};
 
@@ -50,10 +53,14 @@ fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// Polls the job until `condition` holds for its status (or the job ends).
-async fn until(client: &Client, job_id: &str, condition: impl Fn(&JobStatus) -> bool) -> JobStatus {
+async fn until(
+    client: &Client,
+    job_id: &JobId,
+    condition: impl Fn(&JobStatus) -> bool,
+) -> JobStatus {
     loop {
         let status = client.job(job_id).await.unwrap();
-        if condition(&status) || status.state() != JobState::Running {
+        if condition(&status) || status.state != JobState::Running {
             return status;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -61,7 +68,7 @@ async fn until(client: &Client, job_id: &str, condition: impl Fn(&JobStatus) -> 
 }
 
 /// The scan stage: the one that reads no other stage.
-fn map_stage(status: &JobStatus) -> &tally_proto::coordinator::StageStatus {
+fn map_stage(status: &JobStatus) -> &StageStatus {
     status
         .stages
         .iter()
@@ -72,15 +79,15 @@ fn map_stage(status: &JobStatus) -> &tally_proto::coordinator::StageStatus {
 /// A scan stage, then a join that takes a while (about 9 million joined rows): long enough
 /// to lose a worker while the join still needs the scan's output.
 /// A worker running a task of a stage that reads the map stage.
-fn running_reader(status: &JobStatus) -> Option<String> {
+fn running_reader(status: &JobStatus) -> Option<WorkerId> {
     let map = map_stage(status).stage_id;
     status
         .stages
         .iter()
         .filter(|s| s.input_stages.contains(&map))
         .flat_map(|s| &s.tasks)
-        .find(|t| t.state() == TaskState::Unspecified && !t.worker_id.is_empty())
-        .map(|t| t.worker_id.clone())
+        .find(|t| t.state == TaskState::Running)
+        .and_then(|t| t.worker_id.clone())
 }
 
 const REPORT: &str = "SELECT a.l_suppkey, count(*) AS pairs, sum(b.l_quantity) AS quantity \
@@ -96,17 +103,17 @@ async fn a_worker_killed_after_the_map_stage_costs_only_its_own_tasks() {
     // Kill a worker while a task of the stage reading the map output runs on it: that task
     // dies unreported, and the map output the worker held is still needed.
     let before = until(&client, &job_id, |status| {
-        map_stage(status).state() == StageState::Succeeded && running_reader(status).is_some()
+        map_stage(status).state == StageState::Succeeded && running_reader(status).is_some()
     })
     .await;
     assert_eq!(
-        before.state(),
+        before.state,
         JobState::Running,
         "the job ended before the kill"
     );
     let map = map_stage(&before).clone();
     let victim = running_reader(&before).unwrap();
-    assert!(cluster.kill_worker(&victim));
+    assert!(cluster.kill_worker(victim.as_str()));
 
     let status = client
         .wait(&job_id)
@@ -121,21 +128,25 @@ async fn a_worker_killed_after_the_map_stage_costs_only_its_own_tasks() {
     );
 
     // In the map stage, exactly the tasks that had run on the lost worker ran again.
-    assert!(map.tasks.iter().any(|t| t.worker_id == victim));
+    assert!(
+        map.tasks
+            .iter()
+            .any(|t| t.worker_id.as_ref() == Some(&victim))
+    );
     let after = map_stage(&status);
     for (task, first) in after.tasks.iter().zip(&map.tasks) {
         let rerun = task.attempt > 0;
         assert_eq!(
             rerun,
-            first.worker_id == victim,
+            first.worker_id.as_ref() == Some(&victim),
             "map task {} first ran on {}, now attempt {} on {}",
             task.partition,
-            first.worker_id,
+            first.worker_id.as_ref().unwrap(),
             task.attempt,
-            task.worker_id
+            task.worker_id.as_ref().unwrap()
         );
-        assert_ne!(task.worker_id, victim);
-        assert_eq!(task.state(), TaskState::Succeeded);
+        assert_ne!(task.worker_id.as_ref(), Some(&victim));
+        assert_eq!(task.state, TaskState::Succeeded);
     }
     cluster.shutdown().await;
 }
@@ -172,7 +183,7 @@ async fn a_job_whose_workers_all_died_fails_within_the_heartbeat_timeout() {
     let endpoints = client.list_workers().await.unwrap();
     let killed = Instant::now();
     for worker in &endpoints {
-        assert!(cluster.kill_worker(&worker.worker_id));
+        assert!(cluster.kill_worker(worker.worker_id.as_str()));
     }
     let error = client.wait(&job_id).await.unwrap_err().to_string();
     let took = killed.elapsed();
@@ -217,7 +228,7 @@ async fn a_cancelled_job_stops_and_frees_its_spool() {
     let spools: Vec<_> = cluster
         .worker_spool_dirs()
         .into_iter()
-        .map(|dir| dir.join(&job_id))
+        .map(|dir| dir.join(job_id.as_str()))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(5);
     while spools.iter().any(|dir| dir.exists()) {
@@ -281,7 +292,7 @@ async fn a_worker_process_killed_during_q18_costs_tasks_not_the_answer() {
         status
             .stages
             .iter()
-            .filter(|s| s.state() == StageState::Succeeded)
+            .filter(|s| s.state == StageState::Succeeded)
             .flat_map(|done| {
                 status
                     .stages
@@ -289,17 +300,20 @@ async fn a_worker_process_killed_during_q18_costs_tasks_not_the_answer() {
                     .filter(move |s| s.input_stages.contains(&done.stage_id))
             })
             .flat_map(|s| &s.tasks)
-            .find(|t| t.state() == TaskState::Unspecified && !t.worker_id.is_empty())
-            .map(|t| t.worker_id.clone())
+            .find(|t| t.state == TaskState::Running)
+            .and_then(|t| t.worker_id.clone())
     };
     let before = until(&client, &job_id, |status| victim_of(status).is_some()).await;
     assert_eq!(
-        before.state(),
+        before.state,
         JobState::Running,
         "the job ended before the kill"
     );
     let victim = victim_of(&before).unwrap();
-    let index = workers.iter().position(|(id, _)| *id == victim).unwrap();
+    let index = workers
+        .iter()
+        .position(|(id, _)| id == victim.as_str())
+        .unwrap();
     workers.remove(index).1.kill();
 
     let status = client
@@ -320,7 +334,7 @@ async fn a_worker_process_killed_during_q18_costs_tasks_not_the_answer() {
             .stages
             .iter()
             .flat_map(|s| &s.tasks)
-            .all(|t| t.worker_id != victim)
+            .all(|t| t.worker_id.as_ref() != Some(&victim))
     );
     for (_, worker) in workers {
         worker.stop();
@@ -364,6 +378,6 @@ async fn ctrl_c_in_tally_sql_cancels_the_job_on_the_cluster() {
     assert!(!output.status.success());
     assert!(stderr.contains("cancelled"), "{stderr}");
     let status = client.job(&running).await.unwrap();
-    assert_eq!(status.state(), JobState::Cancelled);
+    assert_eq!(status.state, JobState::Cancelled);
     cluster.shutdown().await;
 }

@@ -106,7 +106,7 @@ async fn every_service_refuses_calls_without_the_cluster_token() {
     let status = client.wait(&job).await.unwrap();
     let result = client.fetch_results(&status).await.unwrap();
     assert_eq!(counts(&result.batches), vec![5, 5, 5, 5, 5]);
-    let result_ticket = status.results[0].ticket.clone().unwrap();
+    let result_ticket = status.results[0].ticket(status.result_compression);
 
     for (who, security) in callers(&token) {
         // The coordinator service.
@@ -171,12 +171,12 @@ async fn shuffle_tickets_serve_only_the_piece_they_were_issued_for() {
     let job = client.submit(QUERY, &Default::default()).await.unwrap();
     let status = client.wait(&job).await.unwrap();
     let location = &status.results[0];
-    let ticket = location.ticket.clone().unwrap();
+    let ticket = location.ticket(status.result_compression);
     assert_eq!(ticket.mac.len(), 32, "an HMAC-SHA256 per piece");
     let flight = || {
         FlightServiceClient::new(
             security
-                .lazy_channel(&location.flight_endpoint, Duration::from_secs(5))
+                .lazy_channel(&location.endpoint, Duration::from_secs(5))
                 .unwrap(),
         )
     };

@@ -1,6 +1,8 @@
-//! The worker's errors and, in one place, how each becomes a gRPC status.
+//! The worker's errors and, in one place, how each becomes a gRPC status (a task's own
+//! failure is classified by `tally_common::failure`).
 
 use datafusion::error::DataFusionError;
+use tally_common::failure::FailureKind;
 use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,38 +28,11 @@ pub enum WorkerError {
     Security(#[from] tally_common::security::SecurityError),
 }
 
-/// Whose fault a failed task is, as a gRPC code: the query's (invalid argument), the
-/// worker's memory (resource exhausted), or something else (internal).
-pub(crate) fn task_error_code(error: &DataFusionError) -> Code {
-    use arrow::error::ArrowError;
-    match error.find_root() {
-        DataFusionError::ResourcesExhausted(_) => Code::ResourceExhausted,
-        DataFusionError::Plan(_)
-        | DataFusionError::SQL(..)
-        | DataFusionError::SchemaError(..)
-        | DataFusionError::NotImplemented(_) => Code::InvalidArgument,
-        DataFusionError::ArrowError(e, _)
-            if matches!(
-                e.as_ref(),
-                ArrowError::DivideByZero
-                    | ArrowError::CastError(_)
-                    | ArrowError::ComputeError(_)
-                    | ArrowError::ArithmeticOverflow(_)
-                    | ArrowError::InvalidArgumentError(_)
-            ) =>
-        {
-            Code::InvalidArgument
-        }
-        _ => Code::Internal,
-    }
-}
-
 impl From<WorkerError> for Status {
     fn from(err: WorkerError) -> Self {
         let code = match &err {
             WorkerError::InvalidRequest(_) => Code::InvalidArgument,
-            WorkerError::Plan(DataFusionError::ResourcesExhausted(_)) => Code::ResourceExhausted,
-            WorkerError::Plan(_) => Code::InvalidArgument,
+            WorkerError::Plan(error) => FailureKind::of_datafusion(error).code(),
             WorkerError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => Code::NotFound,
             WorkerError::Coordinator { .. } | WorkerError::Membership(_) => Code::Unavailable,
             _ => Code::Internal,

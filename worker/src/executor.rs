@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -18,7 +19,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::prelude::SessionConfig;
 use futures::TryStreamExt;
 use tally_common::codec::decode_plan;
-use tally_common::flight_fetch::is_retryable;
+use tally_common::failure::FailureKind;
 use tally_common::ids::{JobId, TaskKey};
 use tally_common::shuffle_env::ShuffleEnv;
 use tally_common::shuffle_reader::ShuffleReaderExec;
@@ -27,8 +28,8 @@ use tally_proto::coordinator::{PartitionOutput, StageRead, TaskState, TaskStatus
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
-use crate::error::{WorkerError, task_error_code};
-use crate::heartbeat::CoordinatorLink;
+use crate::coordinator_link::CoordinatorLink;
+use crate::error::WorkerError;
 
 pub(crate) struct TaskExecutor {
     env: Arc<ShuffleEnv>,
@@ -117,7 +118,9 @@ impl TaskExecutor {
         settings: &HashMap<String, String>,
     ) -> Result<(), WorkerError> {
         let context = self.task_context(&task, settings)?;
-        let plan = decode_plan(plan, &context)?;
+        let plan = decode_plan(plan, &context).map_err(|e| {
+            WorkerError::InvalidRequest(format!("task {task}: cannot decode its plan: {e}"))
+        })?;
         if plan.downcast_ref::<ShuffleWriterExec>().is_none() {
             return Err(WorkerError::InvalidRequest(format!(
                 "task {task}: a stage plan must have a ShuffleWriterExec root, not {}",
@@ -194,8 +197,9 @@ impl TaskExecutor {
             Err(e) => {
                 tracing::warn!(task = %task, error = %e, "task failed");
                 report.set_state(TaskState::Failed);
-                report.retryable = is_retryable(&e);
-                report.error_code = task_error_code(&e) as i32;
+                let failure = FailureKind::of_datafusion(&e);
+                report.retryable = failure.retryable();
+                report.error_code = failure.code() as i32;
                 report.error = self.describe_failure(&e);
             }
         }
@@ -329,59 +333,62 @@ async fn run_partition(
 /// Rows that entered the stage's first partial aggregate (from the root), if it has one: the
 /// coordinator compares them with the rows it put out to judge a worker-level combine.
 fn partial_input_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
-    let mut pending = vec![plan.clone()];
-    while let Some(node) = pending.pop() {
+    let mut rows = None;
+    plan.apply(|node| {
         if let Some(aggregate) = node.downcast_ref::<AggregateExec>()
             && *aggregate.mode() == AggregateMode::Partial
         {
-            return aggregate
+            rows = aggregate
                 .input()
                 .metrics()
                 .and_then(|m| m.output_rows())
                 .map(|rows| rows as u64);
+            return Ok(TreeNodeRecursion::Stop);
         }
-        pending.extend(node.children().into_iter().cloned());
-    }
-    None
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
+    rows
 }
 
 /// Bytes the plan's operators spilled to disk.
 fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
     let mut total = 0;
-    let mut pending = vec![plan.clone()];
-    while let Some(node) = pending.pop() {
+    plan.apply(|node| {
         total += node.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
-        pending.extend(node.children().into_iter().cloned());
-    }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
     total
 }
 
 /// What the task's shuffle readers moved, per input stage.
 fn stage_reads(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageRead> {
     let mut reads: Vec<StageRead> = Vec::new();
-    let mut pending = vec![plan.clone()];
-    while let Some(node) = pending.pop() {
-        if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
-            let counters = reader.counters();
-            let stage_id = reader.stage_id().0;
-            let index = match reads.iter().position(|r| r.stage_id == stage_id) {
-                Some(i) => i,
-                None => {
-                    reads.push(StageRead {
-                        stage_id,
-                        ..Default::default()
-                    });
-                    reads.len() - 1
-                }
-            };
-            let read = &mut reads[index];
-            read.remote_bytes += counters.remote.bytes();
-            read.remote_uncompressed_bytes += counters.remote.uncompressed_bytes();
-            read.remote_rows += counters.remote_rows.load(Ordering::Relaxed);
-            read.local_bytes += counters.local_bytes.load(Ordering::Relaxed);
-            read.local_rows += counters.local_rows.load(Ordering::Relaxed);
-        }
-        pending.extend(node.children().into_iter().cloned());
-    }
+    plan.apply(|node| {
+        let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let counters = reader.counters();
+        let stage_id = reader.stage_id().0;
+        let index = match reads.iter().position(|r| r.stage_id == stage_id) {
+            Some(i) => i,
+            None => {
+                reads.push(StageRead {
+                    stage_id,
+                    ..Default::default()
+                });
+                reads.len() - 1
+            }
+        };
+        let read = &mut reads[index];
+        read.remote_bytes += counters.remote.bytes();
+        read.remote_uncompressed_bytes += counters.remote.uncompressed_bytes();
+        read.remote_rows += counters.remote_rows.load(Ordering::Relaxed);
+        read.local_bytes += counters.local_bytes.load(Ordering::Relaxed);
+        read.local_rows += counters.local_rows.load(Ordering::Relaxed);
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
     reads
 }

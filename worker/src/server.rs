@@ -19,10 +19,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
+use crate::coordinator_link::CoordinatorLink;
 use crate::error::WorkerError;
 use crate::executor::TaskExecutor;
 use crate::flight_service::SpoolFlightService;
-use crate::heartbeat::{CoordinatorLink, Membership};
+use crate::heartbeat::Membership;
 use crate::service::WorkerRpc;
 
 /// 4 GiB: three workers of an embedded cluster fit a 24 GiB machine with room to spare.

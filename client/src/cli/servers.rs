@@ -11,6 +11,7 @@ use super::{
 };
 use crate::error::ClientError;
 use crate::local::{LocalCluster, LocalClusterOptions};
+use crate::model::JobId;
 use crate::output::human_bytes;
 use crate::tpch::generate_tpch_bucketed;
 use std::collections::BTreeMap;
@@ -174,7 +175,7 @@ pub(crate) async fn workers(args: RemoteArgs) -> Result<(), ClientError> {
             worker.worker_id,
             worker.endpoint,
             if worker.alive { "alive" } else { "dead" },
-            worker.last_heartbeat_ms_ago
+            worker.since_last_heartbeat.as_millis()
         );
     }
     Ok(())
@@ -188,7 +189,7 @@ pub(crate) async fn jobs(args: RemoteArgs) -> Result<(), ClientError> {
             "{:<12} {:<9} {:>7} ms  shuffled {:<24} {}",
             job.job_id,
             metrics.state,
-            job.elapsed_ms,
+            job.elapsed.as_millis(),
             human_bytes(metrics.shuffle_bytes),
             job.sql.split_whitespace().collect::<Vec<_>>().join(" ")
         );
@@ -198,11 +199,7 @@ pub(crate) async fn jobs(args: RemoteArgs) -> Result<(), ClientError> {
 
 pub(crate) async fn cancel(args: CancelArgs) -> Result<(), ClientError> {
     let client = args.security.connect(&args.coordinator).await?;
-    let state = client.cancel(&args.job_id).await?;
-    println!(
-        "job {}: {}",
-        args.job_id,
-        state.as_str_name().trim_start_matches("JOB_STATE_")
-    );
+    let state = client.cancel(&JobId::from(args.job_id.clone())).await?;
+    println!("job {}: {}", args.job_id, state.as_str());
     Ok(())
 }

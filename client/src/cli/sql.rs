@@ -118,7 +118,7 @@ async fn run_statement(
         status = client.wait(&job_id) => status?,
         _ = interrupt => {
             client.cancel(&job_id).await?;
-            return Err(ClientError::Interrupted { job_id });
+            return Err(ClientError::Interrupted { job_id: job_id.to_string() });
         }
     };
     let result = client.fetch_results(&status).await?;

@@ -12,10 +12,11 @@
 use std::collections::BTreeSet;
 
 use tally_common::ids::{TaskKey, WorkerId};
-use tally_proto::coordinator::{StageState, TaskState};
 
-use super::Job;
-use crate::workers::WorkerRef;
+use tally_common::job_status::{StageState, TaskState};
+
+use super::model::Job;
+use super::workers::WorkerRef;
 
 impl Job {
     /// Resets what `lost` held or ran. None when the job had nothing there; otherwise the
@@ -52,15 +53,15 @@ impl Job {
                 }
                 let mut reset = false;
                 for task in &mut stage.tasks {
-                    let on_lost = task.worker.as_ref().is_some_and(|w| &w.id == lost);
-                    if on_lost && (task.running || (task.state == TaskState::Succeeded && needed)) {
+                    let lost_work =
+                        task.is_running() || (task.state == TaskState::Succeeded && needed);
+                    if task.runs_on(lost) && lost_work {
                         task.rerun();
                         reset = true;
                     }
                 }
                 if reset {
-                    stage.state = StageState::Running;
-                    stage.elapsed = None;
+                    stage.resume();
                     lost_output.insert(index);
                     changed = true;
                 }
@@ -93,44 +94,13 @@ impl Job {
                 break;
             }
             for index in restart {
-                stale.extend(self.start_over(index));
+                let stage = &mut self.stages[index];
+                stale.extend(stage.start_over(&self.id));
+                tracing::info!(job_id = %self.id, stage_id = %stage.id(), "stage starts over: its input was lost");
                 restarted.insert(index);
                 lost_output.insert(index);
             }
         }
         Some(stale)
-    }
-
-    /// Puts a started stage back to pending; returns its attempts still running.
-    fn start_over(&mut self, index: usize) -> Vec<(WorkerRef, TaskKey)> {
-        let job_id = self.id.clone();
-        let stage = &mut self.stages[index];
-        let stage_id = stage.plan.id;
-        let stale = stage
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, task)| task.running)
-            .filter_map(|(partition, task)| {
-                let worker = task.worker.clone()?;
-                let key = TaskKey {
-                    job_id: job_id.clone(),
-                    stage_id,
-                    partition: partition as u32,
-                    attempt: task.attempt,
-                };
-                Some((worker, key))
-            })
-            .collect();
-        stage.next_attempt = stage.tasks.iter().map(|t| t.attempt + 1).max().unwrap_or(0);
-        stage.state = StageState::Pending;
-        stage.launched = None;
-        stage.launched_bytes.clear();
-        stage.pinned = None;
-        stage.notes.clear();
-        stage.tasks.clear();
-        stage.elapsed = None;
-        tracing::info!(job_id = %job_id, stage_id = %stage_id, "stage starts over: its input was lost");
-        stale
     }
 }

@@ -1,5 +1,17 @@
-//! From a DataFusion physical plan to a distributed plan: Tally's rewrites (one file each
-//! under `rules/`), then stages cut at every exchange.
+//! From a DataFusion physical plan to a distributed plan. Tally's rules (one file each under
+//! `rules/`) run as one ordered pipeline, readable top to bottom in this file:
+//!
+//! 1. On the single-node plan (`rewrite`): `colocated_joins` (bucketed scans keep their
+//!    buckets), `distributable_joins` (every join partitioned or broadcast), `eager_aggregation`
+//!    (partial aggregates below joins), `compact_distinct` (distinct states as compact sets),
+//!    and for the naive baseline `raw_row_aggregation`.
+//! 2. Cutting it into stages (`cut`): `worker_combine` turns each hash exchange fed by a partial
+//!    aggregate into a partial stage and a per-worker combine stage, while the cutter makes every
+//!    other exchange a stage boundary; then `broadcast` marks the readers of collected join sides
+//!    to fetch once per worker.
+//! 3. When a stage starts (`settle_at_stage_start`, called by the scheduler): `worker_combine`
+//!    decides from the partial stage's measured rows whether to merge, and `final_placement`
+//!    whether the final aggregation gathers into one task.
 
 pub(crate) mod estimates;
 pub(crate) mod rules;
@@ -15,16 +27,20 @@ use datafusion::error::Result;
 use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 use tally_common::ids::JobId;
 
+pub(crate) use rules::worker_combine::CombineMeasurement;
 pub(crate) use stages::{DistributedPlan, Exchange, StagePlan};
+use tally_common::shuffle_writer::ShuffleWriterExec;
 
 use crate::options::Rules;
+use rules::broadcast::read_broadcasts_once_per_worker;
 use rules::colocated_joins::join_colocated_inputs;
 use rules::compact_distinct::compact_distinct_states;
 use rules::distributable_joins::make_joins_distributable;
 use rules::eager_aggregation::push_aggregates_below_joins;
 use rules::raw_row_aggregation::aggregate_raw_rows;
+use rules::worker_combine;
 
-/// Rewrites `plan` as `rules` say and cuts it into stages.
+/// Steps 1 and 2: rewrites `plan` as `rules` say and cuts it into stages.
 pub(crate) fn plan_job(
     job: &JobId,
     plan: Arc<dyn ExecutionPlan>,
@@ -33,10 +49,40 @@ pub(crate) fn plan_job(
     workers: usize,
 ) -> Result<DistributedPlan> {
     let plan = rewrite(plan, rules, partitions)?;
-    stages::cut_stages(job, plan, rules, workers)
+    cut(job, plan, rules, workers)
 }
 
-/// Tally's rewrites of a single-node physical plan, before it is cut into stages.
+/// Step 2: stages cut at every exchange (worker combines among them), broadcast reads marked.
+pub(crate) fn cut(
+    job: &JobId,
+    plan: Arc<dyn ExecutionPlan>,
+    rules: &Rules,
+    workers: usize,
+) -> Result<DistributedPlan> {
+    let mut distributed = stages::cut_stages(job, plan, rules, workers)?;
+    if rules.broadcast_threshold_bytes > 0 {
+        read_broadcasts_once_per_worker(&mut distributed.stages)?;
+    }
+    Ok(distributed)
+}
+
+/// Step 3: a stage's plan as it starts. A worker-level combine stage settles from what its
+/// partial stage measured; every other stage runs as it was cut. Returns the plan and what
+/// the rules decided, for EXPLAIN.
+pub(crate) fn settle_at_stage_start(
+    stage: &StagePlan,
+    measured: Option<CombineMeasurement>,
+    final_gather_max_groups: usize,
+) -> Result<(Arc<ShuffleWriterExec>, Vec<String>)> {
+    match (&stage.combine, measured) {
+        (Some(spec), Some(measured)) => {
+            worker_combine::settle(spec, &stage.plan, measured, final_gather_max_groups)
+        }
+        _ => Ok((stage.plan.clone(), Vec::new())),
+    }
+}
+
+/// Step 1: Tally's rewrites of a single-node physical plan, before it is cut into stages.
 pub(crate) fn rewrite(
     plan: Arc<dyn ExecutionPlan>,
     rules: &Rules,

@@ -11,7 +11,7 @@ use tally_common::ids::JobId;
 
 use super::{DistributedPlan, plan_job};
 use crate::options::Rules;
-use crate::session::{JobSettings, base_config, job_session};
+use crate::sql::session::{JobSettings, base_config, job_session};
 
 const WORKERS: usize = 3;
 

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -27,7 +28,6 @@ use tally_common::shuffle_writer::ShuffleWriterExec;
 
 use crate::options::Rules;
 use crate::planner::recompute;
-use crate::planner::rules::broadcast::read_broadcasts_once_per_worker;
 use crate::planner::rules::stage_notes;
 use crate::planner::rules::worker_combine::CombineSpec;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
@@ -96,9 +96,6 @@ pub(crate) fn cut_stages(
     };
     let root = cutter.cut(plan)?;
     cutter.add_stage(root, None, Exchange::Gather);
-    if rules.broadcast_threshold_bytes > 0 {
-        read_broadcasts_once_per_worker(&mut cutter.stages)?;
-    }
     Ok(DistributedPlan {
         stages: cutter.stages,
     })
@@ -258,15 +255,15 @@ impl StageCutter {
 /// The stages whose readers sit in `plan` (not looking through other stages).
 fn input_stages(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageId> {
     let mut stages = Vec::new();
-    let mut pending = vec![plan.clone()];
-    while let Some(node) = pending.pop() {
+    plan.apply(|node| {
         if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>()
             && !stages.contains(&reader.stage_id())
         {
             stages.push(reader.stage_id());
         }
-        pending.extend(node.children().into_iter().cloned());
-    }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
     stages.sort();
     stages
 }

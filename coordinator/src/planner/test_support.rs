@@ -9,7 +9,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::options::Rules;
 use crate::planner::rewrite;
-use crate::session::{JobSettings, base_config, job_session};
+use crate::sql::session::{JobSettings, base_config, job_session};
 
 /// A coordinator session with each `(name, query)` written as `parts` Parquet files (the
 /// query gets `{lo}` and `{hi}`, the bounds of `value` for each part) and registered.

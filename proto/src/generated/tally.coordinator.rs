@@ -385,6 +385,10 @@ pub enum TaskState {
     Succeeded = 1,
     Failed = 2,
     Cancelled = 3,
+    /// Not yet sent to a worker (or to be sent again). Only in a job's status.
+    Pending = 4,
+    /// Sent to a worker that has not reported yet. Only in a job's status.
+    Running = 5,
 }
 impl TaskState {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -397,6 +401,8 @@ impl TaskState {
             Self::Succeeded => "TASK_STATE_SUCCEEDED",
             Self::Failed => "TASK_STATE_FAILED",
             Self::Cancelled => "TASK_STATE_CANCELLED",
+            Self::Pending => "TASK_STATE_PENDING",
+            Self::Running => "TASK_STATE_RUNNING",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -406,6 +412,8 @@ impl TaskState {
             "TASK_STATE_SUCCEEDED" => Some(Self::Succeeded),
             "TASK_STATE_FAILED" => Some(Self::Failed),
             "TASK_STATE_CANCELLED" => Some(Self::Cancelled),
+            "TASK_STATE_PENDING" => Some(Self::Pending),
+            "TASK_STATE_RUNNING" => Some(Self::Running),
             _ => None,
         }
     }

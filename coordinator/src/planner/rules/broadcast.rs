@@ -102,7 +102,7 @@ fn broadcast_left_side(
 mod tests {
     use super::*;
     use crate::options::Rules;
-    use crate::planner::stages::cut_stages;
+    use crate::planner::cut;
     use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::MemTable;
@@ -145,7 +145,7 @@ mod tests {
             .await
             .unwrap();
         let rules = Rules::from_config(ctx.state().config().options()).unwrap();
-        let distributed = cut_stages(&JobId::from("j"), plan, &rules, 3).unwrap();
+        let distributed = cut(&JobId::from("j"), plan, &rules, 3).unwrap();
         let readers: usize = distributed
             .stages
             .iter()

@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
 use datafusion::logical_expr::AggregateUDF;
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
@@ -225,28 +225,30 @@ fn rebuild(
 
 /// What EXPLAIN notes on a stage whose plan holds `plan`'s aggregates.
 pub(crate) fn stage_notes(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
-    let mut notes = Vec::new();
-    let mut pending = vec![plan.clone()];
-    while let Some(node) = pending.pop() {
-        if let Some(aggregate) = node.downcast_ref::<AggregateExec>()
-            && *aggregate.mode() == AggregateMode::Partial
-        {
-            for expr in aggregate.aggr_expr() {
-                let note = match expr.fun().name() {
-                    n if n == DistinctKind::CountDisjoint.name() => "bucketed_distinct",
-                    n if n == DistinctKind::Count.name() || n == DistinctKind::Sum.name() => {
-                        "compact_distinct"
-                    }
-                    APPROX_DISTINCT_NAME => "compact_sketch",
-                    _ => continue,
-                };
-                if !notes.iter().any(|n| n == note) {
-                    notes.push(note.to_string());
+    let mut notes: Vec<String> = Vec::new();
+    plan.apply(|node| {
+        let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        if *aggregate.mode() != AggregateMode::Partial {
+            return Ok(TreeNodeRecursion::Continue);
+        }
+        for expr in aggregate.aggr_expr() {
+            let note = match expr.fun().name() {
+                n if n == DistinctKind::CountDisjoint.name() => "bucketed_distinct",
+                n if n == DistinctKind::Count.name() || n == DistinctKind::Sum.name() => {
+                    "compact_distinct"
                 }
+                APPROX_DISTINCT_NAME => "compact_sketch",
+                _ => continue,
+            };
+            if !notes.iter().any(|n| n == note) {
+                notes.push(note.to_string());
             }
         }
-        pending.extend(node.children().into_iter().cloned());
-    }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
     notes
 }
 

@@ -138,7 +138,7 @@ mod tests {
             .unwrap()
     }
 
-    fn hash_joins(plan: &Arc<dyn ExecutionPlan>) -> Vec<(PartitionMode, JoinType)> {
+    pub(super) fn hash_joins(plan: &Arc<dyn ExecutionPlan>) -> Vec<(PartitionMode, JoinType)> {
         let mut found = Vec::new();
         if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
             found.push((*join.partition_mode(), *join.join_type()));
@@ -184,6 +184,7 @@ mod tests {
 
 #[cfg(test)]
 mod without_broadcast {
+    use super::tests::hash_joins;
     use super::*;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -205,15 +206,8 @@ mod without_broadcast {
             .await
             .unwrap();
         let rewritten = make_joins_distributable(plan, 4, false).unwrap();
-        let mut pending = vec![rewritten];
-        let mut joins = 0;
-        while let Some(node) = pending.pop() {
-            if let Some(join) = node.downcast_ref::<HashJoinExec>() {
-                assert_eq!(*join.partition_mode(), PartitionMode::Partitioned);
-                joins += 1;
-            }
-            pending.extend(node.children().into_iter().cloned());
-        }
-        assert_eq!(joins, 1);
+        let joins = hash_joins(&rewritten);
+        assert_eq!(joins.len(), 1);
+        assert_eq!(joins[0].0, PartitionMode::Partitioned);
     }
 }

@@ -49,7 +49,7 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{JoinSide, JoinType};
 use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
@@ -536,8 +536,8 @@ fn reduction(
 
 /// What EXPLAIN notes on a stage whose plan merges partial states above a join.
 pub(crate) fn stage_notes(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
-    let mut pending = vec![plan.clone()];
-    while let Some(node) = pending.pop() {
+    let mut merges_above_a_join = false;
+    plan.apply(|node| {
         if let Some(aggregate) = node.downcast_ref::<AggregateExec>()
             && matches!(
                 aggregate.mode(),
@@ -551,12 +551,18 @@ pub(crate) fn stage_notes(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
                 below = projection.input().clone();
             }
             if below.is::<HashJoinExec>() {
-                return vec!["eager_aggregation".to_string()];
+                merges_above_a_join = true;
+                return Ok(TreeNodeRecursion::Stop);
             }
         }
-        pending.extend(node.children().into_iter().cloned());
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
+    if merges_above_a_join {
+        vec!["eager_aggregation".to_string()]
+    } else {
+        Vec::new()
     }
-    Vec::new()
 }
 
 #[cfg(test)]

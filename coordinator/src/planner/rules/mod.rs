@@ -1,4 +1,4 @@
-//! Tally's physical plan rewrites, one file each, applied in order by `planner::plan_job`.
+//! Tally's planner rules, one file each; `planner/mod.rs` applies them as one ordered pipeline.
 
 pub(crate) mod broadcast;
 pub(crate) mod colocated_joins;

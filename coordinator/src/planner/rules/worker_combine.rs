@@ -11,10 +11,15 @@
 
 use std::sync::Arc;
 
-use datafusion::error::Result;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use tally_common::shuffle_reader::ShuffleReaderExec;
+use tally_common::shuffle_writer::ShuffleWriterExec;
+
+use super::final_placement::gather_final;
 
 /// What a combine stage needs to build its plan when it starts.
 #[derive(Debug, Clone)]
@@ -80,6 +85,77 @@ impl CombineSpec {
             _ => true,
         }
     }
+}
+
+/// What a combine stage's partial stage measured, read when the combine stage starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CombineMeasurement {
+    /// Rows that entered the partial aggregation, when every task reported them.
+    pub partial_input_rows: Option<u64>,
+    /// Rows the partial aggregation put out: an upper bound on the groups.
+    pub partial_output_rows: u64,
+    /// The final aggregation's stage reads nothing but this combine's output.
+    pub sole_reader: bool,
+}
+
+/// The combine stage's plan as it starts: merge or only re-partition (this rule's gate), and
+/// hash-partitioned or gathered into one task (`final_placement`). Returns the plan and what
+/// was decided, for EXPLAIN.
+pub(crate) fn settle(
+    spec: &CombineSpec,
+    writer: &Arc<ShuffleWriterExec>,
+    measured: CombineMeasurement,
+    final_gather_max_groups: usize,
+) -> Result<(Arc<ShuffleWriterExec>, Vec<String>)> {
+    let CombineMeasurement {
+        partial_input_rows,
+        partial_output_rows,
+        sole_reader,
+    } = measured;
+    let mut notes = Vec::new();
+    let merge = spec.should_merge(partial_input_rows, partial_output_rows);
+    notes.push(match partial_input_rows {
+        Some(input) if merge => format!(
+            "worker_combine: merging partial states ({input} rows aggregated into {partial_output_rows})"
+        ),
+        Some(input) => format!(
+            "worker_combine: not merging, groups about as many as rows ({input} rows into {partial_output_rows})"
+        ),
+        None => "worker_combine: merging partial states".to_string(),
+    });
+    let partitioning = if gather_final(final_gather_max_groups, partial_output_rows, sole_reader) {
+        notes.push(format!(
+            "final_gather: at most {partial_output_rows} groups, final aggregation in one task"
+        ));
+        Partitioning::RoundRobinBatch(1)
+    } else {
+        spec.partitioning.clone()
+    };
+    let reader = leaf_reader(writer.input()).ok_or_else(|| {
+        DataFusionError::Internal("a combine stage reads its partial stage".to_string())
+    })?;
+    let input = spec.plan(reader, merge)?;
+    let writer = Arc::new(ShuffleWriterExec::new(
+        input,
+        writer.job_id().clone(),
+        writer.stage_id(),
+        Some(partitioning),
+    ));
+    Ok((writer, notes))
+}
+
+/// The combine stage's reader of the partial pieces.
+fn leaf_reader(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    let mut found = None;
+    plan.apply(|node| {
+        if node.is::<ShuffleReaderExec>() {
+            found = Some(node.clone());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
+    found
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::job_status::JobStatus;
 use tally_common::security::ClusterSecurity;
 use tally_meta::{MetaConfig, SharedMetaStore, WorkerEvent};
 use tally_proto::coordinator::coordinator_service_server::CoordinatorServiceServer;
@@ -15,13 +16,16 @@ use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
-use crate::data_roots::DataRoots;
+use super::convert;
+use super::role::Role;
+use super::service::CoordinatorRpc;
 use crate::error::CoordinatorError;
-use crate::jobs::{DEFAULT_TASK_ATTEMPTS, JobLimits, JobManager};
-use crate::role::Role;
-use crate::service::CoordinatorRpc;
-use crate::state::CoordinatorState;
-use crate::workers::WorkerRegistry;
+use crate::jobs::{
+    DEFAULT_TASK_ATTEMPTS, GrpcTransport, JobError, JobLimits, JobManager, WorkerRegistry,
+};
+use crate::sql::catalog::Catalog;
+use crate::sql::data_roots::DataRoots;
+use crate::sql::frontend::SqlFrontend;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -72,7 +76,7 @@ impl Default for CoordinatorConfig {
 pub struct CoordinatorHandle {
     /// `host:port` of the coordinator's gRPC service.
     pub endpoint: String,
-    state: Arc<CoordinatorState>,
+    state: Arc<SqlFrontend>,
     role: Role,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -82,9 +86,10 @@ impl CoordinatorHandle {
     /// Registers a table, as `--table NAME=PATH` does: the operator's own tables are trusted,
     /// so their paths become data roots.
     pub async fn register_table(&self, name: &str, path: &str) -> Result<(), CoordinatorError> {
-        self.state.data_roots.allow(path);
+        self.state.catalog.data_roots.allow(path);
         self.state
-            .register_table(name, path, None)
+            .catalog
+            .register(name, path, None)
             .await
             .map(|_| ())
     }
@@ -143,19 +148,28 @@ pub async fn start_coordinator(
         task_attempts: config.task_attempts,
         timeout: config.job_timeout,
     };
-    let jobs = JobManager::new(workers.clone(), store.clone(), config.result_ttl, limits);
-    let state = Arc::new(CoordinatorState::new(
+    let (records, pending) = mpsc::unbounded_channel();
+    tokio::spawn(write_job_records(store.clone(), pending));
+    let jobs = JobManager::new(
+        workers.clone(),
+        Arc::new(GrpcTransport::new(config.security.clone())),
+        records,
+        config.result_ttl,
+        limits,
+    );
+    let catalog = Arc::new(Catalog::new(store.clone(), data_roots));
+    let state = Arc::new(SqlFrontend::new(
+        catalog,
         workers.clone(),
         jobs.clone(),
-        store.clone(),
         config.partitions_per_worker,
         config.table_dir.clone(),
-        data_roots,
     ));
     let role = Role::standby();
     let gate = role.clone();
     let rpc = CoordinatorServiceServer::new(CoordinatorRpc::new(
         state.clone(),
+        store.clone(),
         config.heartbeat_interval,
         config.heartbeat_timeout,
     ))
@@ -204,7 +218,7 @@ pub async fn start_coordinator(
 /// and opens the gate. Losing leadership stops this coordinator: another one may already
 /// schedule, and a supervisor restarts this one as a standby.
 async fn lead(
-    state: Arc<CoordinatorState>,
+    state: Arc<SqlFrontend>,
     store: SharedMetaStore,
     endpoint: String,
     role: Role,
@@ -231,7 +245,7 @@ async fn lead(
         }
     };
     observer.abort();
-    if let Err(error) = state.restore().await {
+    if let Err(error) = restore(&state, &store).await {
         tracing::error!(%error, "could not load the cluster state; stopping");
         let _ = shutdown.send(true);
         return;
@@ -253,9 +267,7 @@ async fn lead(
     };
     if lost {
         tracing::error!(%endpoint, "lost leadership; stopping this coordinator");
-        state
-            .jobs
-            .fail_all("the coordinator lost its leadership while the job ran");
+        state.jobs.fail_all(JobError::LostLeadership);
         let _ = shutdown.send(true);
     } else {
         leadership.resign().await;
@@ -273,10 +285,34 @@ async fn observe_leader(store: SharedMetaStore, role: Role) {
     }
 }
 
-async fn follow_workers(
-    state: Arc<CoordinatorState>,
-    mut events: mpsc::UnboundedReceiver<WorkerEvent>,
+/// Loads what the cluster state holds: tables, and the history of jobs run under earlier
+/// leaders.
+async fn restore(state: &SqlFrontend, store: &SharedMetaStore) -> Result<(), CoordinatorError> {
+    state.catalog.restore().await?;
+    let mut jobs = Vec::new();
+    for record in store.jobs().await? {
+        match convert::job_from_record(&record) {
+            Ok(job) => jobs.push(job),
+            Err(error) => tracing::warn!(%error, "skipping an unreadable job record"),
+        }
+    }
+    state.jobs.restore(jobs);
+    Ok(())
+}
+
+/// Writes job records to the cluster state in the order they were made.
+async fn write_job_records(
+    store: SharedMetaStore,
+    mut pending: mpsc::UnboundedReceiver<JobStatus>,
 ) {
+    while let Some(job) = pending.recv().await {
+        if let Err(error) = store.put_job(&job.job_id, convert::job_record(&job)).await {
+            tracing::warn!(job_id = %job.job_id, %error, "job record not saved");
+        }
+    }
+}
+
+async fn follow_workers(state: Arc<SqlFrontend>, mut events: mpsc::UnboundedReceiver<WorkerEvent>) {
     while let Some(event) = events.recv().await {
         match event {
             WorkerEvent::Up(worker) => {

@@ -1,23 +1,30 @@
-//! The workers the coordinator knows, as the cluster state reports them, and their clients.
+//! The workers the coordinator knows, as the cluster state reports them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::ids::WorkerId;
-use tally_common::security::{AuthChannel, ClusterSecurity};
+use tally_common::security::ClusterSecurity;
 use tally_meta::WorkerRecord;
-use tally_proto::coordinator::WorkerInfo;
-use tally_proto::worker::worker_service_client::WorkerServiceClient;
 
 use crate::error::CoordinatorError;
 
-#[derive(Clone, Debug)]
+/// A worker as the scheduler addresses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct WorkerRef {
     pub id: WorkerId,
     pub endpoint: String,
-    pub client: WorkerServiceClient<AuthChannel>,
+}
+
+/// A worker as `tally workers` lists it.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkerView {
+    pub id: WorkerId,
+    pub endpoint: String,
+    pub task_slots: u32,
+    pub alive: bool,
+    pub since_last_heartbeat: Duration,
 }
 
 struct WorkerEntry {
@@ -43,13 +50,7 @@ impl WorkerRegistry {
     /// A worker joined (or joined again): the cluster state said so.
     pub(crate) fn up(&self, worker: &WorkerRecord) -> Result<(), CoordinatorError> {
         let endpoint = &worker.endpoint;
-        let channel = self
-            .security
-            .lazy_channel(endpoint, Duration::from_secs(5))
-            .map_err(|e| CoordinatorError::Query(format!("bad worker endpoint {endpoint}: {e}")))?;
-        let client = WorkerServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        self.check_endpoint(endpoint)?;
         tracing::info!(worker_id = %worker.id, %endpoint, "worker up");
         self.lock().insert(
             worker.id.clone(),
@@ -57,7 +58,6 @@ impl WorkerRegistry {
                 worker: WorkerRef {
                     id: worker.id.clone(),
                     endpoint: endpoint.clone(),
-                    client,
                 },
                 task_slots: worker.task_slots,
                 last_seen: Instant::now(),
@@ -98,15 +98,15 @@ impl WorkerRegistry {
             .collect()
     }
 
-    pub(crate) fn list(&self) -> Vec<WorkerInfo> {
+    pub(crate) fn list(&self) -> Vec<WorkerView> {
         self.lock()
             .values()
-            .map(|e| WorkerInfo {
-                worker_id: e.worker.id.to_string(),
+            .map(|e| WorkerView {
+                id: e.worker.id.clone(),
                 endpoint: e.worker.endpoint.clone(),
                 task_slots: e.task_slots,
                 alive: e.alive,
-                last_heartbeat_ms_ago: e.last_seen.elapsed().as_millis() as u64,
+                since_last_heartbeat: e.last_seen.elapsed(),
             })
             .collect()
     }

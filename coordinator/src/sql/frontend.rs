@@ -1,158 +1,50 @@
-//! The coordinator's shared state and its operations: tables, workers, jobs, and turning SQL
-//! into a running job.
+//! The SQL front end: a statement becomes a job. Queries are planned (DataFusion, then Tally's
+//! planner) and handed to the scheduler; DDL and EXPLAIN are answered here; a bucketed CTAS
+//! and EXPLAIN ANALYZE run as jobs whose finalizer makes the answer.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::Schema;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::prelude::SessionContext;
-use tally_common::ids::JobId;
-use tally_common::ipc::schema_to_bytes;
-use tally_meta::{SharedMetaStore, TableRecord};
-use tally_proto::coordinator::TableInfo;
-
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use tally_common::bucketing::BucketSinkExec;
+use tally_common::ids::JobId;
 
-use crate::catalog::{TableEntry, TableFormat, register_table};
-use crate::ctas::{BucketedCtas, parse_bucketed_ctas};
-use crate::data_roots::DataRoots;
+use super::catalog::{Catalog, TableFormat};
+use super::ctas::{BucketedCtas, parse_bucketed_ctas};
+use super::explain::{estimate_shuffle_bytes, explain_batch, to_ipc};
+use super::session::{JobSession, JobSettings, job_session};
 use crate::error::CoordinatorError;
-use crate::explain::{estimate_shuffle_bytes, explain_batch, planned_stages, to_ipc};
-use crate::jobs::JobManager;
+use crate::jobs::{FinalAnswer, JobManager, WorkerRegistry, planned_stage};
 use crate::planner::{DistributedPlan, plan_job, rewrite};
-use crate::session::{JobSession, JobSettings, base_config, job_session};
-use crate::status::job_status;
-use crate::workers::WorkerRegistry;
 
-pub(crate) struct CoordinatorState {
-    base: SessionContext,
-    tables: Mutex<BTreeMap<String, TableEntry>>,
+pub(crate) struct SqlFrontend {
+    pub catalog: Arc<Catalog>,
     pub workers: Arc<WorkerRegistry>,
     pub jobs: Arc<JobManager>,
-    /// Where the catalog, the job history and worker liveness are kept.
-    pub store: SharedMetaStore,
     /// Hash partitions per exchange for each live worker, unless the job sets its own.
     partitions_per_worker: usize,
     /// Where `CREATE TABLE ... AS SELECT` writes tables without a location.
     table_dir: PathBuf,
-    /// Where tables may be read from and written to.
-    pub data_roots: DataRoots,
 }
 
-impl CoordinatorState {
+impl SqlFrontend {
     pub(crate) fn new(
+        catalog: Arc<Catalog>,
         workers: Arc<WorkerRegistry>,
         jobs: Arc<JobManager>,
-        store: SharedMetaStore,
         partitions_per_worker: usize,
         table_dir: PathBuf,
-        data_roots: DataRoots,
     ) -> Self {
         Self {
-            base: SessionContext::new_with_config(base_config()),
-            tables: Mutex::default(),
+            catalog,
             workers,
             jobs,
-            store,
             partitions_per_worker,
             table_dir,
-            data_roots,
         }
-    }
-
-    /// Registers a table and records it in the cluster state.
-    pub(crate) async fn register_table(
-        &self,
-        name: &str,
-        path: &str,
-        format: Option<TableFormat>,
-    ) -> Result<TableInfo, CoordinatorError> {
-        let entry = self.load_table(name, path, format).await?;
-        self.store
-            .put_table(&TableRecord {
-                name: entry.name.clone(),
-                path: entry.path.to_string_lossy().to_string(),
-                format: entry.format.as_str().to_string(),
-            })
-            .await?;
-        self.table_info(&entry.name).await
-    }
-
-    async fn load_table(
-        &self,
-        name: &str,
-        path: &str,
-        format: Option<TableFormat>,
-    ) -> Result<TableEntry, CoordinatorError> {
-        let path = self.data_roots.check(path)?;
-        let entry = register_table(&self.base, name, &path.to_string_lossy(), format).await?;
-        tracing::info!(table = %entry.name, path = %entry.path.display(), format = entry.format.as_str(), "table registered");
-        self.tables
-            .lock()
-            .expect("table list poisoned")
-            .insert(entry.name.clone(), entry.clone());
-        Ok(entry)
-    }
-
-    /// Loads what the cluster state holds: tables, and the history of jobs run under earlier
-    /// leaders. Recorded tables were admitted when they were registered, so their folders are
-    /// allowed again; a table whose files are gone stays recorded but unregistered.
-    pub(crate) async fn restore(&self) -> Result<(), CoordinatorError> {
-        for table in self.store.tables().await? {
-            let format = TableFormat::parse(&table.format)?;
-            self.data_roots.allow(&table.path);
-            if let Err(error) = self
-                .load_table(&table.name, &table.path, Some(format))
-                .await
-            {
-                tracing::error!(table = %table.name, %error, "cannot load a recorded table");
-            }
-        }
-        let jobs = self.store.jobs().await?;
-        self.jobs.restore(jobs).await;
-        Ok(())
-    }
-
-    pub(crate) async fn list_tables(&self) -> Result<Vec<TableInfo>, CoordinatorError> {
-        let names: Vec<String> = self
-            .tables
-            .lock()
-            .expect("table list poisoned")
-            .keys()
-            .cloned()
-            .collect();
-        let mut tables = Vec::new();
-        for name in names {
-            tables.push(self.table_info(&name).await?);
-        }
-        Ok(tables)
-    }
-
-    async fn table_info(&self, name: &str) -> Result<TableInfo, CoordinatorError> {
-        let entry = self
-            .tables
-            .lock()
-            .expect("table list poisoned")
-            .get(name)
-            .cloned()
-            .ok_or_else(|| CoordinatorError::NotFound(format!("no table named {name}")))?;
-        let table = self
-            .base
-            .table_provider(name)
-            .await
-            .map_err(CoordinatorError::from_datafusion)?;
-        Ok(TableInfo {
-            name: entry.name,
-            path: entry.path.to_string_lossy().to_string(),
-            format: entry.format.as_str().to_string(),
-            schema: schema_to_bytes(&table.schema())
-                .map_err(|e| CoordinatorError::Internal(e.to_string()))?,
-            bucketing: entry.bucketing.map(|b| b.to_string()).unwrap_or_default(),
-        })
     }
 
     /// Plans `sql` and starts it as a job. Errors in the query are returned here, before any
@@ -165,10 +57,10 @@ impl CoordinatorState {
         if sql.trim().is_empty() {
             return Err(CoordinatorError::Query("empty SQL".to_string()));
         }
-        crate::sql_guard::check_expression_depth(sql)?;
+        super::sql_guard::check_expression_depth(sql)?;
         let workers = self.workers.alive().len();
         let session = job_session(
-            &self.base,
+            self.catalog.base(),
             &settings,
             workers.max(1) * self.partitions_per_worker,
         )?;
@@ -236,7 +128,7 @@ impl CoordinatorState {
         self.jobs.start(
             id.clone(),
             sql.to_string(),
-            session.worker_settings,
+            Arc::new(session.worker_settings.0),
             distributed,
             &session.rules,
             false,
@@ -252,12 +144,7 @@ impl CoordinatorState {
         session: JobSession,
         workers: usize,
     ) -> Result<JobId, CoordinatorError> {
-        if self
-            .tables
-            .lock()
-            .expect("table list poisoned")
-            .contains_key(&ctas.name)
-        {
+        if self.catalog.contains(&ctas.name) {
             return Err(CoordinatorError::Query(format!(
                 "table {} already exists",
                 ctas.name
@@ -267,7 +154,7 @@ impl CoordinatorState {
             .location
             .clone()
             .unwrap_or_else(|| self.table_dir.join(&ctas.name));
-        let dir = self.data_roots.check(&dir.to_string_lossy())?;
+        let dir = self.catalog.data_roots.check(&dir.to_string_lossy())?;
         let occupied = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
         if occupied {
             return Err(CoordinatorError::Query(format!(
@@ -298,10 +185,15 @@ impl CoordinatorState {
             session,
             distributed,
             move |this| async move {
-                ctas.spec.write(&dir).map_err(|e| e.to_string())?;
-                this.register_table(&name, &dir.to_string_lossy(), Some(TableFormat::Parquet))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                ctas.spec.write(&dir).map_err(|e| {
+                    CoordinatorError::Internal(format!(
+                        "writing the bucketing of {name} at {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                this.catalog
+                    .register(&name, &dir.to_string_lossy(), Some(TableFormat::Parquet))
+                    .await?;
                 Ok(None)
             },
         );
@@ -336,7 +228,7 @@ impl CoordinatorState {
             .0
             .insert("tally.planner".to_string(), "naive".to_string());
         // The same partition count as the plan it is compared with.
-        let naive_session = job_session(&self.base, &naive_settings, partitions)?;
+        let naive_session = job_session(self.catalog.base(), &naive_settings, partitions)?;
         let naive_physical = naive_session
             .ctx
             .state()
@@ -352,7 +244,8 @@ impl CoordinatorState {
                 "{} stages on {workers} workers; naive plan would shuffle about {estimate}",
                 distributed.stages.len()
             );
-            let batch = explain_batch(&planned_stages(&distributed), false, summary)
+            let planned: Vec<_> = distributed.stages.iter().map(planned_stage).collect();
+            let batch = explain_batch(&planned, false, summary)
                 .map_err(|e| CoordinatorError::Internal(e.to_string()))?;
             let bytes = to_ipc(&batch).map_err(|e| CoordinatorError::Internal(e.to_string()))?;
             self.jobs
@@ -369,18 +262,21 @@ impl CoordinatorState {
             move |this| async move {
                 let status = this
                     .jobs
-                    .with_job(&job, job_status)
-                    .ok_or_else(|| format!("job {job} vanished"))?;
+                    .status(&job)
+                    .ok_or_else(|| CoordinatorError::Internal(format!("job {job} vanished")))?;
                 let shuffled: u64 = status.stages.iter().map(|s| s.shuffle_bytes).sum();
                 let rows: u64 = status.stages.iter().map(|s| s.shuffle_rows).sum();
                 let summary = format!(
                     "shuffled {shuffled} bytes ({rows} rows) between workers in {} ms; answer \
                  {} rows, {} bytes; naive plan would shuffle about {estimate}",
-                    status.elapsed_ms, status.result_rows, status.result_bytes
+                    status.elapsed.as_millis(),
+                    status.result_rows,
+                    status.result_bytes
                 );
-                let batch =
-                    explain_batch(&status.stages, true, summary).map_err(|e| e.to_string())?;
-                let bytes = to_ipc(&batch).map_err(|e| e.to_string())?;
+                let batch = explain_batch(&status.stages, true, summary)
+                    .map_err(|e| CoordinatorError::Internal(e.to_string()))?;
+                let bytes =
+                    to_ipc(&batch).map_err(|e| CoordinatorError::Internal(e.to_string()))?;
                 Ok(Some((batch.schema(), bytes)))
             },
         );
@@ -398,14 +294,12 @@ impl CoordinatorState {
         finalizer: F,
     ) where
         F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<Option<(SchemaRef, Vec<u8>)>, String>>
-            + Send
-            + 'static,
+        Fut: std::future::Future<Output = Result<FinalAnswer, CoordinatorError>> + Send + 'static,
     {
         self.jobs.start(
             id.clone(),
             sql.to_string(),
-            session.worker_settings,
+            Arc::new(session.worker_settings.0),
             plan,
             &session.rules,
             true,
@@ -442,30 +336,20 @@ impl CoordinatorState {
                     ));
                 };
                 let format = TableFormat::parse(&create.file_type)?;
-                self.register_table(create.name.table(), location, Some(format))
+                self.catalog
+                    .register(create.name.table(), location, Some(format))
                     .await?;
                 Ok(())
             }
             DdlStatement::DropTable(drop) => {
-                let name = drop.name.table().to_string();
-                let existed = self
-                    .tables
-                    .lock()
-                    .expect("table list poisoned")
-                    .remove(&name)
-                    .is_some();
-                self.base
-                    .deregister_table(&name)
-                    .map_err(CoordinatorError::from_datafusion)?;
-                if !existed && !drop.if_exists {
-                    return Err(CoordinatorError::NotFound(format!("no table named {name}")));
-                }
-                self.store.delete_table(&name).await?;
-                Ok(())
+                self.catalog
+                    .drop_table(drop.name.table(), drop.if_exists)
+                    .await
             }
             _ => {
                 // Views and the like live in the coordinator's catalog only.
-                self.base
+                self.catalog
+                    .base()
                     .sql(sql)
                     .await
                     .map_err(CoordinatorError::from_datafusion)?;

@@ -9,35 +9,13 @@ use arrow::array::{RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamWriter;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
-use tally_proto::coordinator::StageStatus;
-
-use crate::planner::{DistributedPlan, StagePlan};
-
-/// Stage rows of a plan that has not run.
-pub(crate) fn planned_stages(plan: &DistributedPlan) -> Vec<StageStatus> {
-    plan.stages.iter().map(planned_stage).collect()
-}
-
-fn planned_stage(stage: &StagePlan) -> StageStatus {
-    StageStatus {
-        stage_id: stage.id.0,
-        output: tally_common::shuffle_writer::describe_partitioning(
-            stage.plan.output_partitioning(),
-        ),
-        input_stages: stage.inputs.iter().map(|s| s.0).collect(),
-        tasks_total: stage.task_count() as u32,
-        rules: stage.rules.clone(),
-        plan: datafusion::physical_plan::displayable(stage.plan.as_ref())
-            .indent(false)
-            .to_string(),
-        ..Default::default()
-    }
-}
+use tally_common::job_status::StageStatus;
 
 /// What a plan would ship, estimated from statistics: the input of every exchange crosses
 /// the network, except the share that stays on its own worker. Exchanges whose input has no
@@ -53,8 +31,7 @@ pub(crate) fn estimate_shuffle_bytes(plan: &Arc<dyn ExecutionPlan>, workers: usi
         bytes: 0,
         complete: true,
     };
-    let mut pending = vec![plan.clone()];
-    while let Some(node) = pending.pop() {
+    plan.apply(|node| {
         let is_exchange = node.is::<RepartitionExec>()
             || ((node.is::<CoalescePartitionsExec>() || node.is::<SortPreservingMergeExec>())
                 && node.children()[0].output_partitioning().partition_count() > 1);
@@ -64,8 +41,9 @@ pub(crate) fn estimate_shuffle_bytes(plan: &Arc<dyn ExecutionPlan>, workers: usi
                 None => estimate.complete = false,
             }
         }
-        pending.extend(node.children().into_iter().cloned());
-    }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
     estimate
 }
 
@@ -112,7 +90,7 @@ pub(crate) fn explain_batch(
     let mut reads = Vec::new();
     let mut details = Vec::new();
     for stage in stages {
-        ids.push(stage.stage_id);
+        ids.push(stage.stage_id.0);
         outputs.push(stage.output.clone());
         reads.push(
             stage
@@ -126,7 +104,10 @@ pub(crate) fn explain_batch(
         if analyzed {
             text.push_str(&format!(
                 ", output_rows={}, shuffle_bytes={}, shuffle_rows={}, elapsed_ms={}",
-                stage.output_rows, stage.shuffle_bytes, stage.shuffle_rows, stage.elapsed_ms
+                stage.output_rows,
+                stage.shuffle_bytes,
+                stage.shuffle_rows,
+                stage.elapsed.as_millis()
             ));
         }
         if !stage.rules.is_empty() {

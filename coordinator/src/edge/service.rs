@@ -6,19 +6,20 @@ use std::time::Duration;
 
 use futures::Stream;
 use tally_common::ids::{JobId, WorkerId};
-use tally_meta::WorkerRecord;
+use tally_meta::{SharedMetaStore, WorkerRecord};
 use tally_proto::coordinator::coordinator_service_server::CoordinatorService;
 use tally_proto::coordinator::*;
 use tonic::{Request, Response, Status};
 
-use crate::catalog::TableFormat;
+use super::convert;
 use crate::error::CoordinatorError;
-use crate::session::JobSettings;
-use crate::state::CoordinatorState;
-use crate::status::job_status;
+use crate::sql::catalog::TableFormat;
+use crate::sql::frontend::SqlFrontend;
+use crate::sql::session::JobSettings;
 
 pub(crate) struct CoordinatorRpc {
-    state: Arc<CoordinatorState>,
+    frontend: Arc<SqlFrontend>,
+    store: SharedMetaStore,
     heartbeat_interval: Duration,
     /// A worker that heartbeats here is dead after this long without one.
     heartbeat_timeout: Duration,
@@ -26,21 +27,24 @@ pub(crate) struct CoordinatorRpc {
 
 impl CoordinatorRpc {
     pub(crate) fn new(
-        state: Arc<CoordinatorState>,
+        frontend: Arc<SqlFrontend>,
+        store: SharedMetaStore,
         heartbeat_interval: Duration,
         heartbeat_timeout: Duration,
     ) -> Self {
         Self {
-            state,
+            frontend,
+            store,
             heartbeat_interval,
             heartbeat_timeout,
         }
     }
 
     fn status_of(&self, id: &JobId) -> Result<JobStatus, CoordinatorError> {
-        self.state
+        self.frontend
             .jobs
             .status(id)
+            .map(|job| convert::job_status(&job))
             .ok_or_else(|| CoordinatorError::NotFound(format!("no job {id}")))
     }
 }
@@ -55,7 +59,7 @@ impl CoordinatorService for CoordinatorRpc {
     ) -> Result<Response<SubmitJobResponse>, Status> {
         let request = request.into_inner();
         let settings = JobSettings(request.settings.into_iter().collect());
-        let job_id = self.state.submit(&request.sql, settings).await?;
+        let job_id = self.frontend.submit(&request.sql, settings).await?;
         Ok(Response::new(SubmitJobResponse {
             job_id: job_id.to_string(),
         }))
@@ -76,22 +80,19 @@ impl CoordinatorService for CoordinatorRpc {
         request: Request<GetJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let id = JobId::from(request.into_inner().job_id);
-        let Some(mut updates) = self.state.jobs.subscribe(&id) else {
+        let Some(mut updates) = self.frontend.jobs.subscribe(&id) else {
             // A job from before this coordinator led has ended: its record is all there is.
             let status = self.status_of(&id)?;
             return Ok(Response::new(Box::pin(tokio_stream::once(Ok(status)))));
         };
-        let state = self.state.clone();
+        let state = self.frontend.clone();
         let stream = async_stream_of(move |tx| async move {
             loop {
-                let Some(status) = state.jobs.with_job(&id, job_status) else {
+                let Some(job) = state.jobs.status(&id) else {
                     return;
                 };
-                let finished = matches!(
-                    status.state(),
-                    JobState::Succeeded | JobState::Failed | JobState::Cancelled
-                );
-                if tx.send(Ok(status)).await.is_err() || finished {
+                let finished = job.is_finished();
+                if tx.send(Ok(convert::job_status(&job))).await.is_err() || finished {
                     return;
                 }
                 if updates.changed().await.is_err() {
@@ -108,12 +109,12 @@ impl CoordinatorService for CoordinatorRpc {
     ) -> Result<Response<CancelJobResponse>, Status> {
         let id = JobId::from(request.into_inner().job_id);
         let state = self
-            .state
+            .frontend
             .jobs
             .cancel(&id)
             .ok_or_else(|| CoordinatorError::NotFound(format!("no job {id}")))?;
         Ok(Response::new(CancelJobResponse {
-            state: state as i32,
+            state: tally_proto::coordinator::JobState::from(state) as i32,
         }))
     }
 
@@ -121,9 +122,11 @@ impl CoordinatorService for CoordinatorRpc {
         &self,
         _request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        let mut jobs = self.state.jobs.statuses();
-        jobs.sort_by_key(|j| j.submitted_at_ms);
-        Ok(Response::new(ListJobsResponse { jobs }))
+        let mut jobs = self.frontend.jobs.statuses();
+        jobs.sort_by_key(|j| j.submitted_at);
+        Ok(Response::new(ListJobsResponse {
+            jobs: jobs.iter().map(convert::job_status).collect(),
+        }))
     }
 
     async fn register_table(
@@ -136,17 +139,24 @@ impl CoordinatorService for CoordinatorRpc {
             format => Some(TableFormat::parse(format)?),
         };
         let table = self
-            .state
-            .register_table(&request.name, &request.path, format)
+            .frontend
+            .catalog
+            .register(&request.name, &request.path, format)
             .await?;
-        Ok(Response::new(RegisterTableResponse { table: Some(table) }))
+        Ok(Response::new(RegisterTableResponse {
+            table: Some(convert::table_info(&table)?),
+        }))
     }
 
     async fn list_tables(
         &self,
         _request: Request<ListTablesRequest>,
     ) -> Result<Response<ListTablesResponse>, Status> {
-        let tables = self.state.list_tables().await?;
+        let tables = self.frontend.catalog.list().await?;
+        let tables = tables
+            .iter()
+            .map(convert::table_info)
+            .collect::<Result<_, _>>()?;
         Ok(Response::new(ListTablesResponse { tables }))
     }
 
@@ -160,14 +170,13 @@ impl CoordinatorService for CoordinatorRpc {
                 "worker_id and endpoint are required",
             ));
         }
-        self.state.workers.check_endpoint(&request.endpoint)?;
+        self.frontend.workers.check_endpoint(&request.endpoint)?;
         let worker = WorkerRecord {
             id: WorkerId::from(request.worker_id),
             endpoint: request.endpoint,
             task_slots: request.task_slots,
         };
-        self.state
-            .store
+        self.store
             .register_worker(&worker, self.heartbeat_timeout)
             .await
             .map_err(CoordinatorError::from)?;
@@ -182,13 +191,12 @@ impl CoordinatorService for CoordinatorRpc {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let id = WorkerId::from(request.into_inner().worker_id);
         let registered = self
-            .state
             .store
             .keep_worker_alive(&id)
             .await
             .map_err(CoordinatorError::from)?;
         if registered {
-            self.state.workers.seen(&id);
+            self.frontend.workers.seen(&id);
         }
         Ok(Response::new(HeartbeatResponse { registered }))
     }
@@ -198,7 +206,13 @@ impl CoordinatorService for CoordinatorRpc {
         _request: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
         Ok(Response::new(ListWorkersResponse {
-            workers: self.state.workers.list(),
+            workers: self
+                .frontend
+                .workers
+                .list()
+                .iter()
+                .map(convert::worker_info)
+                .collect(),
         }))
     }
 
@@ -206,7 +220,9 @@ impl CoordinatorService for CoordinatorRpc {
         &self,
         request: Request<TaskStatusReport>,
     ) -> Result<Response<ReportTaskStatusResponse>, Status> {
-        self.state.jobs.report(request.into_inner());
+        let report = convert::task_report(request.into_inner())
+            .ok_or_else(|| Status::invalid_argument("a task report names its task"))?;
+        self.frontend.jobs.report(report);
         Ok(Response::new(ReportTaskStatusResponse {}))
     }
 }

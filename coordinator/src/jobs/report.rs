@@ -1,0 +1,115 @@
+//! A task's report and what it does to its job: a success records the task's output and may
+//! finish its stage; a failure another try may repair sends the task out again; any other
+//! failure fails the job. Reports of attempts that are no longer current change nothing.
+
+use tally_common::failure::FailureKind;
+use tally_common::ids::{StageId, TaskKey, WorkerId};
+
+use super::error::JobError;
+use super::model::{Job, TaskOutput};
+
+/// What a worker reports when a task ends.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskReport {
+    pub task: TaskKey,
+    pub worker: WorkerId,
+    pub outcome: TaskOutcome,
+    /// What the task fetched from other workers, per input stage.
+    pub reads: Vec<StageRead>,
+    /// Rows that entered the stage's partial aggregation, when it has one.
+    pub partial_input_rows: Option<u64>,
+    pub spilled_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum TaskOutcome {
+    Succeeded { outputs: Vec<TaskOutput> },
+    Failed { kind: FailureKind, message: String },
+}
+
+/// What a task fetched from other workers out of one input stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StageRead {
+    pub stage: StageId,
+    pub remote_rows: u64,
+    pub remote_bytes: u64,
+    pub remote_uncompressed_bytes: u64,
+}
+
+/// What a report asks of the scheduler.
+#[derive(Debug)]
+pub(crate) enum ReportOutcome {
+    Nothing,
+    /// A stage finished: later stages may start.
+    StageDone,
+    /// A task failed in a way another try may not: find out whether workers died, then run
+    /// it again.
+    Retry {
+        failures: u32,
+    },
+    /// The job cannot succeed.
+    Fail(JobError),
+}
+
+impl Job {
+    /// Applies a task report to the model.
+    pub(super) fn apply_report(&mut self, report: TaskReport) -> ReportOutcome {
+        let key = &report.task;
+        if self.is_finished() || !self.has_stage(key.stage_id) {
+            return ReportOutcome::Nothing;
+        }
+        let max_failures = self.max_task_failures;
+        let stage = self.stage_mut(key.stage_id);
+        let Some(task) = stage.tasks.get_mut(key.partition as usize) else {
+            return ReportOutcome::Nothing;
+        };
+        // Only the attempt in flight, from the worker it was sent to, counts.
+        if task.attempt != key.attempt || !task.is_running() || !task.runs_on(&report.worker) {
+            return ReportOutcome::Nothing;
+        }
+        stage.spilled_bytes += report.spilled_bytes;
+        match report.outcome {
+            TaskOutcome::Succeeded { outputs } => {
+                task.succeed(outputs, report.partial_input_rows);
+                for read in &report.reads {
+                    if self.has_stage(read.stage) {
+                        let producer = self.stage_mut(read.stage);
+                        producer.shuffle_bytes += read.remote_bytes;
+                        producer.shuffle_uncompressed_bytes += read.remote_uncompressed_bytes;
+                        producer.shuffle_rows += read.remote_rows;
+                    }
+                }
+                if self.stage_mut(key.stage_id).complete_if_done() {
+                    ReportOutcome::StageDone
+                } else {
+                    ReportOutcome::Nothing
+                }
+            }
+            TaskOutcome::Failed { kind, message } if kind.retryable() => {
+                if task.failures + 1 < max_failures {
+                    task.fail_for_retry();
+                    tracing::warn!(task = %key, failures = task.failures, error = %message, "task failed; it will run again");
+                    return ReportOutcome::Retry {
+                        failures: task.failures,
+                    };
+                }
+                task.failures += 1;
+                task.fail();
+                ReportOutcome::Fail(JobError::RetriesExhausted {
+                    task: key.clone(),
+                    attempts: max_failures,
+                    kind,
+                    message,
+                })
+            }
+            TaskOutcome::Failed { kind, message } => {
+                task.fail();
+                ReportOutcome::Fail(JobError::Task {
+                    task: key.clone(),
+                    kind,
+                    message,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Tables: a name bound to Parquet or CSV files on the shared filesystem. The coordinator
+//! reads only their schemas and footers; workers read the data. The catalog keeps them in
+//! the planning session and records them in the cluster state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
+use datafusion::prelude::SessionContext;
+use tally_common::bucketing::BucketSpec;
+use tally_meta::{SharedMetaStore, TableRecord};
+
+use super::bucketed_table::BucketedTable;
+use super::data_roots::DataRoots;
+use super::session::base_config;
+use crate::error::CoordinatorError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    Parquet,
+    Csv,
+}
+
+impl TableFormat {
+    pub fn parse(format: &str) -> Result<Self, CoordinatorError> {
+        match format.to_ascii_lowercase().as_str() {
+            "parquet" => Ok(Self::Parquet),
+            "csv" => Ok(Self::Csv),
+            other => Err(CoordinatorError::Query(format!(
+                "unsupported table format '{other}': use parquet or csv"
+            ))),
+        }
+    }
+
+    /// A file by its extension; a folder by the files in it.
+    pub fn guess(path: &Path) -> Result<Self, CoordinatorError> {
+        let by_extension = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("parquet") => Some(Self::Parquet),
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => Some(Self::Csv),
+            _ => None,
+        };
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| CoordinatorError::Query(format!("{}: {e}", path.display())))?;
+            for entry in entries.flatten() {
+                if let Some(format) = by_extension(&entry.path()) {
+                    return Ok(format);
+                }
+            }
+        } else if let Some(format) = by_extension(path) {
+            return Ok(format);
+        }
+        Err(CoordinatorError::Query(format!(
+            "cannot tell the format of {}: name files *.parquet or *.csv, or give the format",
+            path.display()
+        )))
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Csv => "csv",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TableEntry {
+    pub name: String,
+    pub path: PathBuf,
+    pub format: TableFormat,
+    pub bucketing: Option<BucketSpec>,
+}
+
+/// A table as `tally tables` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct TableView {
+    pub name: String,
+    pub path: PathBuf,
+    pub format: TableFormat,
+    pub schema: SchemaRef,
+    /// e.g. "8 buckets by (o_orderkey)", when bucketed.
+    pub bucketing: Option<String>,
+}
+
+/// The tables SQL can name: registered in the session every job's session starts from, and
+/// recorded in the cluster state.
+pub(crate) struct Catalog {
+    base: SessionContext,
+    tables: Mutex<BTreeMap<String, TableEntry>>,
+    store: SharedMetaStore,
+    /// Where tables may be read from and written to.
+    pub data_roots: DataRoots,
+}
+
+impl Catalog {
+    pub(crate) fn new(store: SharedMetaStore, data_roots: DataRoots) -> Self {
+        Self {
+            base: SessionContext::new_with_config(base_config()),
+            tables: Mutex::default(),
+            store,
+            data_roots,
+        }
+    }
+
+    /// The session every job's session starts from.
+    pub(crate) fn base(&self) -> &SessionContext {
+        &self.base
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, TableEntry>> {
+        self.tables.lock().expect("table list poisoned")
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.tables().contains_key(name)
+    }
+
+    /// Registers a table and records it in the cluster state.
+    pub(crate) async fn register(
+        &self,
+        name: &str,
+        path: &str,
+        format: Option<TableFormat>,
+    ) -> Result<TableView, CoordinatorError> {
+        let entry = self.load(name, path, format).await?;
+        self.store
+            .put_table(&TableRecord {
+                name: entry.name.clone(),
+                path: entry.path.to_string_lossy().to_string(),
+                format: entry.format.as_str().to_string(),
+            })
+            .await?;
+        self.view(&entry.name).await
+    }
+
+    async fn load(
+        &self,
+        name: &str,
+        path: &str,
+        format: Option<TableFormat>,
+    ) -> Result<TableEntry, CoordinatorError> {
+        let path = self.data_roots.check(path)?;
+        let entry = register_table(&self.base, name, &path.to_string_lossy(), format).await?;
+        tracing::info!(table = %entry.name, path = %entry.path.display(), format = entry.format.as_str(), "table registered");
+        self.tables().insert(entry.name.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Loads the tables the cluster state holds. Recorded tables were admitted when they were
+    /// registered, so their folders are allowed again; a table whose files are gone stays
+    /// recorded but unregistered.
+    pub(crate) async fn restore(&self) -> Result<(), CoordinatorError> {
+        for table in self.store.tables().await? {
+            let format = TableFormat::parse(&table.format)?;
+            self.data_roots.allow(&table.path);
+            if let Err(error) = self.load(&table.name, &table.path, Some(format)).await {
+                tracing::error!(table = %table.name, %error, "cannot load a recorded table");
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn list(&self) -> Result<Vec<TableView>, CoordinatorError> {
+        let names: Vec<String> = self.tables().keys().cloned().collect();
+        let mut tables = Vec::new();
+        for name in names {
+            tables.push(self.view(&name).await?);
+        }
+        Ok(tables)
+    }
+
+    async fn view(&self, name: &str) -> Result<TableView, CoordinatorError> {
+        let entry = self
+            .tables()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CoordinatorError::NotFound(format!("no table named {name}")))?;
+        let table = self
+            .base
+            .table_provider(name)
+            .await
+            .map_err(CoordinatorError::from_datafusion)?;
+        Ok(TableView {
+            name: entry.name,
+            path: entry.path,
+            format: entry.format,
+            schema: table.schema(),
+            bucketing: entry.bucketing.map(|b| b.to_string()),
+        })
+    }
+
+    /// Drops a table from the session and the cluster state.
+    pub(crate) async fn drop_table(
+        &self,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<(), CoordinatorError> {
+        let existed = self.tables().remove(name).is_some();
+        self.base
+            .deregister_table(name)
+            .map_err(CoordinatorError::from_datafusion)?;
+        if !existed && !if_exists {
+            return Err(CoordinatorError::NotFound(format!("no table named {name}")));
+        }
+        self.store.delete_table(name).await?;
+        Ok(())
+    }
+}
+
+/// Registers `path` as table `name` in `ctx`, replacing a table of the same name.
+async fn register_table(
+    ctx: &SessionContext,
+    name: &str,
+    path: &str,
+    format: Option<TableFormat>,
+) -> Result<TableEntry, CoordinatorError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(CoordinatorError::Query(format!(
+            "invalid table name '{name}': use letters, digits and _"
+        )));
+    }
+    let path = std::fs::canonicalize(path).map_err(|e| {
+        CoordinatorError::NotFound(format!("table {name}: cannot open {path}: {e}"))
+    })?;
+    let format = match format {
+        Some(format) => format,
+        None => TableFormat::guess(&path)?,
+    };
+    let location = path.to_string_lossy().to_string();
+    let location = if path.is_dir() && !location.ends_with('/') {
+        format!("{location}/")
+    } else {
+        location
+    };
+    ctx.deregister_table(name)
+        .map_err(CoordinatorError::from_datafusion)?;
+    let registered = match format {
+        TableFormat::Parquet => {
+            ctx.register_parquet(name, &location, ParquetReadOptions::default())
+                .await
+        }
+        TableFormat::Csv => {
+            let options =
+                CsvReadOptions::new().file_extension(if path.is_dir() { ".csv" } else { "" });
+            ctx.register_csv(name, &location, options).await
+        }
+    };
+    registered.map_err(|e| {
+        CoordinatorError::Query(format!(
+            "table {name} at {}: {}",
+            path.display(),
+            crate::error::one_line(&e.to_string())
+        ))
+    })?;
+    let bucketing = match format {
+        TableFormat::Parquet if path.is_dir() => {
+            BucketSpec::read(&path).map_err(CoordinatorError::from_datafusion)?
+        }
+        _ => None,
+    };
+    if let Some(spec) = &bucketing {
+        let files = ctx
+            .table_provider(name)
+            .await
+            .map_err(CoordinatorError::from_datafusion)?;
+        spec.partitioning(&files.schema())
+            .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))?;
+        ctx.deregister_table(name)
+            .map_err(CoordinatorError::from_datafusion)?;
+        ctx.register_table(name, Arc::new(BucketedTable::new(files, spec.clone())))
+            .map_err(CoordinatorError::from_datafusion)?;
+    }
+    Ok(TableEntry {
+        name: name.to_string(),
+        path,
+        format,
+        bucketing,
+    })
+}

@@ -1,0 +1,11 @@
+//! The SQL front end: the catalog of tables, the planning session and its settings, and
+//! turning a statement into a job (or an answer, for DDL and EXPLAIN).
+
+pub(crate) mod bucketed_table;
+pub(crate) mod catalog;
+pub(crate) mod ctas;
+pub(crate) mod data_roots;
+pub(crate) mod explain;
+pub(crate) mod frontend;
+pub(crate) mod session;
+pub(crate) mod sql_guard;
