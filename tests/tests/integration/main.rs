@@ -1,0 +1,22 @@
+//! Integration tests, one module per concern, linked into one test binary: each test
+//! still runs in its own process under nextest, and the suite links Tally once, not once
+//! per file.
+
+mod bad_input;
+mod bench_compare;
+mod bucketing;
+mod deploy;
+mod distinct;
+mod eager;
+mod etcd;
+mod explain;
+mod install_deps;
+mod limits;
+mod memory;
+mod planner;
+mod processes;
+mod recovery;
+mod security;
+mod shuffle;
+mod tables;
+mod tpch;
