@@ -271,43 +271,12 @@ fn input_stages(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, RecordBatch};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::datasource::MemTable;
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use crate::planner::test_support::Tables;
 
     async fn plan_of(sql: &str) -> Arc<dyn ExecutionPlan> {
-        let config = SessionConfig::new()
-            .with_target_partitions(4)
-            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
-        let ctx = SessionContext::new_with_config(config);
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, false),
-            Field::new("v", DataType::Int64, false),
-        ]));
-        let batch = |n: i64| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(Int64Array::from_iter_values(0..n)),
-                    Arc::new(Int64Array::from_iter_values(0..n)),
-                ],
-            )
-            .unwrap()
-        };
         // Three partitions, as three scanned files would give.
-        let table = MemTable::try_new(
-            schema.clone(),
-            vec![vec![batch(10)], vec![batch(20)], vec![batch(30)]],
-        )
-        .unwrap();
-        ctx.register_table("t", Arc::new(table)).unwrap();
-        ctx.sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap()
+        let t = "SELECT value AS k, value AS v FROM generate_series(0, 59)";
+        Tables::in_memory(4, &[("t", t)], 3).await.physical(sql).await
     }
 
     #[tokio::test]

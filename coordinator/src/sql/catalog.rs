@@ -211,7 +211,7 @@ impl Catalog {
 }
 
 /// Registers `path` as table `name` in `ctx`, replacing a table of the same name.
-async fn register_table(
+pub(crate) async fn register_table(
     ctx: &SessionContext,
     name: &str,
     path: &str,

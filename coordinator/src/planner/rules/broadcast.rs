@@ -103,53 +103,34 @@ mod tests {
     use super::*;
     use crate::options::Rules;
     use crate::planner::cut;
-    use datafusion::arrow::array::{Int64Array, RecordBatch};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::datasource::MemTable;
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use crate::planner::test_support::{Tables, nodes};
     use tally_common::ids::JobId;
-
-    fn broadcast_readers(plan: &Arc<dyn ExecutionPlan>) -> usize {
-        let own = plan
-            .downcast_ref::<ShuffleReaderExec>()
-            .is_some_and(|r| r.mode().broadcast) as usize;
-        own + plan
-            .children()
-            .into_iter()
-            .map(broadcast_readers)
-            .sum::<usize>()
-    }
 
     #[tokio::test]
     async fn collected_join_side_is_read_as_a_broadcast() {
-        let config = SessionConfig::new()
-            .with_target_partitions(4)
-            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
-        let ctx = SessionContext::new_with_config(config);
         // Two partitions each, as two files would give: the small side must be gathered.
-        let table = |name: &str, rows: i64| {
-            let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Int64, false)]));
-            let part = |offset: i64| {
-                let values = Int64Array::from_iter_values((0..rows).map(|v| v + offset));
-                vec![RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()]
-            };
-            Arc::new(MemTable::try_new(schema.clone(), vec![part(0), part(rows)]).unwrap())
-        };
-        ctx.register_table("small", table("s", 2)).unwrap();
-        ctx.register_table("big", table("b", 1000)).unwrap();
-        let plan = ctx
-            .sql("SELECT b FROM small JOIN big ON b = s")
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
-        let rules = Rules::from_config(ctx.state().config().options()).unwrap();
+        let tables = Tables::in_memory(
+            4,
+            &[
+                ("small", "SELECT value AS s FROM generate_series(0, 3)"),
+                ("big", "SELECT value AS b FROM generate_series(0, 1999)"),
+            ],
+            2,
+        )
+        .await;
+        let plan = tables.physical("SELECT b FROM small JOIN big ON b = s").await;
+        let rules = Rules::from_config(tables.ctx.state().config().options()).unwrap();
         let distributed = cut(&JobId::from("j"), plan, &rules, 3).unwrap();
         let readers: usize = distributed
             .stages
             .iter()
-            .map(|s| broadcast_readers(&(s.plan.clone() as Arc<dyn ExecutionPlan>)))
+            .map(|s| {
+                let plan = s.plan.clone() as Arc<dyn ExecutionPlan>;
+                nodes(&plan, |r: &ShuffleReaderExec| r.mode().broadcast)
+                    .into_iter()
+                    .filter(|broadcast| *broadcast)
+                    .count()
+            })
             .sum();
         assert_eq!(readers, 1);
         assert!(

@@ -68,3 +68,54 @@ fn partitioned_on(partitioning: &Partitioning, keys: &[Arc<dyn PhysicalExpr>]) -
             .all(|(a, b)| a.to_string() == b.to_string());
     same.then_some(*count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::test_support::{Tables, nodes, shown};
+    use datafusion::physical_plan::repartition::RepartitionExec;
+
+    const SQL: &str = "SELECT count(*), sum(a), sum(b) FROM small JOIN big ON small.k = big.k";
+
+    async fn tables(small_buckets: usize, big_buckets: usize) -> Tables {
+        let tables = Tables::new(&[], 0, 0).await;
+        let small = "SELECT value AS k, value * 10 AS a FROM generate_series(1, 8)";
+        let big = "SELECT value % 8 + 1 AS k, value AS b FROM generate_series(1, 2000)";
+        tables.add_bucketed("small", small, &["k"], small_buckets).await;
+        tables.add_bucketed("big", big, &["k"], big_buckets).await;
+        tables
+    }
+
+    fn join_modes(plan: &Arc<dyn ExecutionPlan>) -> Vec<PartitionMode> {
+        nodes(plan, |join: &HashJoinExec| *join.partition_mode())
+    }
+
+    #[tokio::test]
+    async fn join_of_tables_bucketed_alike_runs_bucket_by_bucket() {
+        let tables = tables(4, 4).await;
+        let plan = tables.physical(SQL).await;
+        assert_eq!(
+            join_modes(&plan),
+            vec![PartitionMode::CollectLeft],
+            "the small side is collected before the rule:\n{}",
+            shown(&plan)
+        );
+        let expected = tables.answer(plan.clone()).await;
+        let colocated = join_colocated_inputs(plan).unwrap();
+        assert_eq!(join_modes(&colocated), vec![PartitionMode::Partitioned]);
+        assert!(
+            nodes(&colocated, |_: &RepartitionExec| ()).is_empty(),
+            "no row moves:\n{}",
+            shown(&colocated)
+        );
+        assert_eq!(tables.answer(colocated).await, expected);
+    }
+
+    #[tokio::test]
+    async fn tables_with_different_bucket_counts_keep_the_collected_side() {
+        let tables = tables(4, 3).await;
+        let plan = tables.physical(SQL).await;
+        let before = join_modes(&plan);
+        assert_eq!(join_modes(&join_colocated_inputs(plan).unwrap()), before);
+    }
+}

@@ -116,95 +116,60 @@ fn strip_coalesce(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::physical_plan::displayable;
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use crate::planner::test_support::{Tables, nodes, shown};
 
-    async fn physical(sql: &str) -> Arc<dyn ExecutionPlan> {
-        let config = SessionConfig::new()
-            .with_target_partitions(4)
-            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
-        let ctx = SessionContext::new_with_config(config);
-        ctx.sql("CREATE TABLE small AS VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-            .await
-            .unwrap();
-        ctx.sql("CREATE TABLE big AS SELECT value % 2 + 1 AS k FROM generate_series(1, 100)")
-            .await
-            .unwrap();
-        ctx.sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap()
+    async fn tables(small: &str) -> Tables {
+        let big = "SELECT value % 2 + 1 AS k FROM generate_series(1, 100)";
+        Tables::in_memory(4, &[("small", small), ("big", big)], 1).await
     }
 
-    pub(super) fn hash_joins(plan: &Arc<dyn ExecutionPlan>) -> Vec<(PartitionMode, JoinType)> {
-        let mut found = Vec::new();
-        if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-            found.push((*join.partition_mode(), *join.join_type()));
-        }
-        for child in plan.children() {
-            found.extend(hash_joins(child));
-        }
-        found
+    fn hash_joins(plan: &Arc<dyn ExecutionPlan>) -> Vec<(PartitionMode, JoinType)> {
+        nodes(plan, |join: &HashJoinExec| {
+            (*join.partition_mode(), *join.join_type())
+        })
     }
 
     #[tokio::test]
     async fn left_semi_collect_left_join_becomes_partitioned() {
-        let plan = physical(
-            "SELECT column1 FROM small WHERE EXISTS (SELECT 1 FROM big WHERE k = column1)",
-        )
-        .await;
+        let tables = tables("VALUES (1, 'a'), (2, 'b'), (3, 'c')").await;
+        let plan = tables
+            .physical("SELECT column1 FROM small WHERE EXISTS (SELECT 1 FROM big WHERE k = column1)")
+            .await;
         let before = hash_joins(&plan);
         assert!(
             before
                 .iter()
                 .any(|(mode, ty)| *mode == PartitionMode::CollectLeft && emits_build_side(ty)),
             "test needs a CollectLeft join that emits left rows: {before:?}\n{}",
-            displayable(plan.as_ref()).indent(false)
+            shown(&plan)
         );
         let rewritten = make_joins_distributable(plan, 4, true).unwrap();
         for (mode, ty) in hash_joins(&rewritten) {
             assert!(
                 !(mode == PartitionMode::CollectLeft && emits_build_side(&ty)),
                 "{}",
-                displayable(rewritten.as_ref()).indent(false)
+                shown(&rewritten)
             );
         }
     }
 
     #[tokio::test]
     async fn inner_collect_left_join_is_left_alone() {
-        let plan = physical("SELECT column2 FROM small JOIN big ON k = column1").await;
+        let tables = tables("VALUES (1, 'a'), (2, 'b'), (3, 'c')").await;
+        let plan = tables
+            .physical("SELECT column2 FROM small JOIN big ON k = column1")
+            .await;
         let before = hash_joins(&plan);
         let rewritten = make_joins_distributable(plan, 4, true).unwrap();
         assert_eq!(hash_joins(&rewritten), before);
     }
-}
-
-#[cfg(test)]
-mod without_broadcast {
-    use super::tests::hash_joins;
-    use super::*;
-    use datafusion::prelude::{SessionConfig, SessionContext};
 
     #[tokio::test]
-    async fn every_collect_left_join_becomes_partitioned() {
-        let config = SessionConfig::new().with_target_partitions(4);
-        let ctx = SessionContext::new_with_config(config);
-        ctx.sql("CREATE TABLE small AS VALUES (1, 'a'), (2, 'b')")
-            .await
-            .unwrap();
-        ctx.sql("CREATE TABLE big AS SELECT value % 2 + 1 AS k FROM generate_series(1, 100)")
-            .await
-            .unwrap();
-        let plan = ctx
-            .sql("SELECT column2 FROM small JOIN big ON k = column1")
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+    async fn without_broadcast_every_collect_left_join_becomes_partitioned() {
+        let tables = tables("VALUES (1, 'a'), (2, 'b')").await;
+        let plan = tables
+            .physical("SELECT column2 FROM small JOIN big ON k = column1")
+            .await;
         let rewritten = make_joins_distributable(plan, 4, false).unwrap();
         let joins = hash_joins(&rewritten);
         assert_eq!(joins.len(), 1);

@@ -80,65 +80,22 @@ fn rewrite_final(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn Executi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::physical_plan::{collect, displayable};
-    use datafusion::prelude::{SessionConfig, SessionContext};
-
-    async fn context() -> SessionContext {
-        let config = SessionConfig::new()
-            .with_target_partitions(4)
-            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
-        let ctx = SessionContext::new_with_config(config);
-        ctx.sql(
-            "CREATE TABLE t AS SELECT value % 5 AS k, value AS v \
-             FROM generate_series(1, 1000)",
-        )
-        .await
-        .unwrap();
-        ctx
-    }
-
-    fn modes(plan: &Arc<dyn ExecutionPlan>) -> Vec<AggregateMode> {
-        let mut found = Vec::new();
-        if let Some(agg) = plan.downcast_ref::<AggregateExec>() {
-            found.push(*agg.mode());
-        }
-        for child in plan.children() {
-            found.extend(modes(child));
-        }
-        found
-    }
+    use crate::planner::test_support::{Tables, nodes, shown};
 
     #[tokio::test]
     async fn grouped_and_global_aggregates_lose_their_partial_and_keep_their_answer() {
-        let ctx = context().await;
+        let t = "SELECT value % 5 AS k, value AS v FROM generate_series(1, 1000)";
+        let tables = Tables::in_memory(4, &[("t", t)], 1).await;
         for sql in [
             "SELECT k, sum(v), count(*), avg(v) FROM t GROUP BY k ORDER BY k",
             "SELECT sum(v), count(DISTINCT k) FROM t",
         ] {
-            let plan = ctx
-                .sql(sql)
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
-            let expected = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+            let plan = tables.physical(sql).await;
+            let expected = tables.answer(plan.clone()).await;
             let raw = aggregate_raw_rows(plan).unwrap();
-            assert!(
-                !modes(&raw).contains(&AggregateMode::Partial),
-                "{sql}\n{}",
-                displayable(raw.as_ref()).indent(false)
-            );
-            let actual = collect(raw, ctx.task_ctx()).await.unwrap();
-            assert_eq!(
-                arrow::util::pretty::pretty_format_batches(&actual)
-                    .unwrap()
-                    .to_string(),
-                arrow::util::pretty::pretty_format_batches(&expected)
-                    .unwrap()
-                    .to_string(),
-                "{sql}"
-            );
+            let modes = nodes(&raw, |agg: &AggregateExec| *agg.mode());
+            assert!(!modes.contains(&AggregateMode::Partial), "{sql}\n{}", shown(&raw));
+            assert_eq!(tables.answer(raw).await, expected, "{sql}");
         }
     }
 }

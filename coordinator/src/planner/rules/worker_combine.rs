@@ -161,41 +161,21 @@ fn leaf_reader(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::physical_plan::collect;
+    use crate::planner::test_support::Tables;
     use datafusion::physical_plan::repartition::RepartitionExec;
-    use datafusion::prelude::{SessionConfig, SessionContext};
 
     #[tokio::test]
     async fn merged_partials_give_the_same_final_answer() {
-        let config = SessionConfig::new()
-            .with_target_partitions(3)
-            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
-        let ctx = SessionContext::new_with_config(config);
-        ctx.sql("CREATE TABLE t AS SELECT value % 7 AS k, value AS v FROM generate_series(1, 500)")
-            .await
-            .unwrap();
+        let t = "SELECT value % 7 AS k, value AS v FROM generate_series(1, 500)";
+        let tables = Tables::in_memory(3, &[("t", t)], 1).await;
         let sql = "SELECT k, sum(v) AS s, count(*) AS c, avg(v) AS a FROM t GROUP BY k ORDER BY k";
-        let plan = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
-        let expected = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+        let plan = tables.physical(sql).await;
+        let expected = tables.answer(plan.clone()).await;
 
         // Put a PartialReduce between the partial aggregate and its exchange, as the combine
         // stage does, and check the final answer does not change.
         let rewritten = insert_combine(plan).unwrap();
-        let actual = collect(rewritten, ctx.task_ctx()).await.unwrap();
-        assert_eq!(
-            arrow::util::pretty::pretty_format_batches(&actual)
-                .unwrap()
-                .to_string(),
-            arrow::util::pretty::pretty_format_batches(&expected)
-                .unwrap()
-                .to_string()
-        );
+        assert_eq!(tables.answer(rewritten).await, expected);
     }
 
     fn insert_combine(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
