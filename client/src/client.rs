@@ -134,17 +134,23 @@ impl Client {
             .map(str::trim)
             .filter(|e| !e.is_empty())
             .collect();
+        // Each refusal is kept as its bare reason (with the address when there are several),
+        // so the error names the endpoint once.
         let mut refusals = Vec::new();
         for endpoint in &candidates {
-            match Self::connect_one(endpoint, security.clone()).await {
+            let refusal = match Self::connect_one(endpoint, security.clone()).await {
                 Ok(client) if candidates.len() == 1 => return Ok(client),
                 // With several candidates, ask: a standby refuses with the leader's address.
                 Ok(client) => match client.list_workers().await {
                     Ok(_) => return Ok(client),
-                    Err(error) => refusals.push(error.to_string()),
+                    // A refused token is not a connection problem: say so as it is.
+                    Err(error @ ClientError::Unauthenticated { .. }) => return Err(error),
+                    Err(error) => error.to_string(),
                 },
-                Err(error) => refusals.push(error.to_string()),
-            }
+                Err(reason) if candidates.len() == 1 => reason,
+                Err(reason) => format!("{endpoint}: {reason}"),
+            };
+            refusals.push(refusal);
         }
         Err(ClientError::Connect {
             endpoint: endpoints.to_string(),
@@ -156,15 +162,9 @@ impl Client {
         })
     }
 
-    async fn connect_one(endpoint: &str, security: ClusterSecurity) -> Result<Self, ClientError> {
-        let rpc =
-            security
-                .connect_client(endpoint)
-                .await
-                .map_err(|message| ClientError::Connect {
-                    endpoint: endpoint.to_string(),
-                    message,
-                })?;
+    /// Opens a channel to one coordinator; the error is the reason alone.
+    async fn connect_one(endpoint: &str, security: ClusterSecurity) -> Result<Self, String> {
+        let rpc = security.connect_client(endpoint).await?;
         Ok(Self {
             endpoint: endpoint.to_string(),
             rpc,

@@ -1,10 +1,14 @@
-//! What can go wrong for a client, each case with a message a person can act on.
+//! What can go wrong for a client, each case with a message a person can act on: one line
+//! that says what failed and, where the cause does not make it plain, what to do.
 
 use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the coordinator at {endpoint}: {message}")]
+    /// `message` is the reason alone (per address when several were tried).
+    #[error(
+        "cannot reach the coordinator at {endpoint}: {message} (is `tally local` or `tally coordinator` running there?)"
+    )]
     Connect { endpoint: String, message: String },
     /// The query or request is wrong: bad SQL, unknown table or column, missing file.
     #[error("{0}")]
@@ -17,7 +21,9 @@ pub enum ClientError {
         message: String,
         code: Code,
     },
-    #[error("{endpoint} refused the call: {message}")]
+    #[error(
+        "{endpoint} refused the call: {message} (give the cluster's token with --token-file FILE or TALLY_TOKEN)"
+    )]
     Unauthenticated { endpoint: String, message: String },
     #[error("the coordinator at {endpoint} stopped answering: {message}")]
     Unavailable { endpoint: String, message: String },

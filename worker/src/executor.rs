@@ -195,9 +195,17 @@ impl TaskExecutor {
                     .collect();
             }
             Err(e) => {
-                tracing::warn!(task = %task, error = %e, "task failed");
-                report.set_state(TaskState::Failed);
                 let failure = FailureKind::of_datafusion(&e);
+                // A query's own error goes back to its client; warn only of the cluster's.
+                if matches!(
+                    failure,
+                    FailureKind::Query | FailureKind::ResourcesExhausted
+                ) {
+                    tracing::info!(task = %task, error = %e, "task failed");
+                } else {
+                    tracing::warn!(task = %task, error = %e, "task failed");
+                }
+                report.set_state(TaskState::Failed);
                 report.retryable = failure.retryable();
                 report.error_code = failure.code() as i32;
                 report.error = self.describe_failure(&e);

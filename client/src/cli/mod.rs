@@ -4,6 +4,7 @@ mod servers;
 mod sql;
 mod statements;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -276,11 +277,11 @@ pub struct CancelArgs {
 }
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
-    let verbose_servers = matches!(
-        cli.command,
-        Command::Local(_) | Command::Coordinator(_) | Command::Worker(_)
-    );
-    init_logging(if verbose_servers { "info" } else { "warn" });
+    // A coordinator or worker process logs what it does; everything else (embedded clusters
+    // included) only the cluster's own trouble: a query's error reaches the user once, as
+    // the command's error line.
+    let servers = matches!(cli.command, Command::Coordinator(_) | Command::Worker(_));
+    init_logging(if servers { "info" } else { "warn" });
     match cli.command {
         Command::GenTpch(args) => servers::gen_tpch(args),
         Command::Local(args) => servers::local(args).await,
@@ -294,11 +295,14 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
     }
 }
 
+/// Logs to stderr at `default_level` unless `RUST_LOG` says otherwise; colours only on a
+/// terminal, so redirected stderr holds plain text.
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -60,6 +60,21 @@ impl JobError {
             JobError::Finalize { code, .. } => *code,
         }
     }
+
+    /// True when the job ended for a reason of its own (its query, its memory needs, its
+    /// user cancelling it): the client reports it, so the cluster need not warn about it.
+    pub(crate) fn is_the_jobs_own(&self) -> bool {
+        match self {
+            JobError::Task { kind, .. } => {
+                matches!(kind, FailureKind::Query | FailureKind::ResourcesExhausted)
+            }
+            JobError::Cancelled => true,
+            JobError::Finalize { code, .. } => {
+                FailureKind::of_code(*code, false) == FailureKind::Query
+            }
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -82,10 +97,13 @@ mod tests {
         };
         assert_eq!(divide.code(), Code::InvalidArgument);
         assert_eq!(divide.to_string(), "Divide by zero error");
+        assert!(divide.is_the_jobs_own());
+        assert!(JobError::Cancelled.is_the_jobs_own());
         let lost = JobError::AllWorkersLost {
             last: WorkerId::from("w-1"),
         };
         assert_eq!(lost.code(), Code::Unavailable);
+        assert!(!lost.is_the_jobs_own());
         let exhausted = JobError::RetriesExhausted {
             task,
             attempts: 4,
@@ -94,5 +112,6 @@ mod tests {
         };
         assert_eq!(exhausted.code(), Code::Unavailable);
         assert!(exhausted.to_string().starts_with("task "), "{exhausted}");
+        assert!(!exhausted.is_the_jobs_own());
     }
 }

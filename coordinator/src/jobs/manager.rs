@@ -187,6 +187,10 @@ impl JobManager {
             None => {
                 tracing::info!(job_id = %job.id, elapsed_ms = ?job.elapsed.map(|d| d.as_millis()), "job succeeded")
             }
+            // The client reports a query's own failure; the log warns of the cluster's.
+            Some(error) if error.is_the_jobs_own() => {
+                tracing::info!(job_id = %job.id, state = ?state, %error, "job ended")
+            }
             Some(error) => {
                 tracing::warn!(job_id = %job.id, state = ?state, %error, "job ended")
             }

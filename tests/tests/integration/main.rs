@@ -5,6 +5,7 @@
 mod bad_input;
 mod bench_compare;
 mod bucketing;
+mod cli_errors;
 mod deploy;
 mod distinct;
 mod eager;
@@ -15,6 +16,7 @@ mod limits;
 mod memory;
 mod planner;
 mod processes;
+mod readme;
 mod recovery;
 mod security;
 mod shuffle;
