@@ -107,7 +107,7 @@ fn a_wrong_token_is_one_line_that_says_where_the_token_goes() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "error: {endpoint} refused the call: wrong cluster token (give the cluster's token with --token-file FILE or TALLY_TOKEN)"
+            "error: {endpoint} refused the call: wrong cluster token: the token sent does not match this cluster's (give the cluster's token with --token-file FILE or TALLY_TOKEN)"
         )
     );
 }
