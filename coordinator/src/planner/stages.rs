@@ -276,7 +276,10 @@ mod tests {
     async fn plan_of(sql: &str) -> Arc<dyn ExecutionPlan> {
         // Three partitions, as three scanned files would give.
         let t = "SELECT value AS k, value AS v FROM generate_series(0, 59)";
-        Tables::in_memory(4, &[("t", t)], 3).await.physical(sql).await
+        Tables::in_memory(4, &[("t", t)], 3)
+            .await
+            .physical(sql)
+            .await
     }
 
     #[tokio::test]

@@ -62,7 +62,11 @@ impl Tables {
     /// A plain DataFusion session of `partitions` target partitions without round-robin
     /// repartitioning (so the only exchanges are those the plan needs), with each
     /// `(name, query)` held in memory as `parts` partitions, as that many scanned files give.
-    pub(crate) async fn in_memory(partitions: usize, tables: &[(&str, &str)], parts: usize) -> Self {
+    pub(crate) async fn in_memory(
+        partitions: usize,
+        tables: &[(&str, &str)],
+        parts: usize,
+    ) -> Self {
         let config = SessionConfig::new()
             .with_target_partitions(partitions)
             .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
@@ -87,11 +91,17 @@ impl Tables {
 
     /// Adds table `name`, the rows of `query` written into `buckets` bucket files hashed on
     /// `columns` and registered as the coordinator registers a bucketed table.
-    pub(crate) async fn add_bucketed(&self, name: &str, query: &str, columns: &[&str], buckets: usize) {
+    pub(crate) async fn add_bucketed(
+        &self,
+        name: &str,
+        query: &str,
+        columns: &[&str],
+        buckets: usize,
+    ) {
         let frame = self.ctx.sql(query).await.unwrap();
         let schema = Arc::new(frame.schema().as_arrow().clone());
-        let spec = BucketSpec::new(columns.iter().map(|c| c.to_string()).collect(), buckets)
-            .unwrap();
+        let spec =
+            BucketSpec::new(columns.iter().map(|c| c.to_string()).collect(), buckets).unwrap();
         let table_dir = self.dir.join(name);
         let mut writer = BucketedParquetWriter::try_new(&table_dir, schema, spec).unwrap();
         for batch in frame.collect().await.unwrap() {

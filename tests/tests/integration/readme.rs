@@ -128,7 +128,10 @@ fn the_readmes_embedded_queries_run_as_written() {
         .into_iter()
         .filter(|args| args[0] == "sql" && !args.iter().any(|a| a == "--coordinator"))
         .collect();
-    assert!(!embedded.is_empty(), "no embedded `tally sql` in the README");
+    assert!(
+        !embedded.is_empty(),
+        "no embedded `tally sql` in the README"
+    );
     for args in embedded {
         let output = Command::new(tally_binary())
             .args(&args)
@@ -136,8 +139,16 @@ fn the_readmes_embedded_queries_run_as_written() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "tally {}: {stderr}", args.join(" "));
-        assert!(!output.stdout.is_empty(), "tally {}: no answer", args.join(" "));
+        assert!(
+            output.status.success(),
+            "tally {}: {stderr}",
+            args.join(" ")
+        );
+        assert!(
+            !output.stdout.is_empty(),
+            "tally {}: no answer",
+            args.join(" ")
+        );
     }
 }
 

@@ -118,7 +118,9 @@ mod tests {
             2,
         )
         .await;
-        let plan = tables.physical("SELECT b FROM small JOIN big ON b = s").await;
+        let plan = tables
+            .physical("SELECT b FROM small JOIN big ON b = s")
+            .await;
         let rules = Rules::from_config(tables.ctx.state().config().options()).unwrap();
         let distributed = cut(&JobId::from("j"), plan, &rules, 3).unwrap();
         let readers: usize = distributed

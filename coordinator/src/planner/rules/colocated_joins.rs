@@ -81,7 +81,9 @@ mod tests {
         let tables = Tables::new(&[], 0, 0).await;
         let small = "SELECT value AS k, value * 10 AS a FROM generate_series(1, 8)";
         let big = "SELECT value % 8 + 1 AS k, value AS b FROM generate_series(1, 2000)";
-        tables.add_bucketed("small", small, &["k"], small_buckets).await;
+        tables
+            .add_bucketed("small", small, &["k"], small_buckets)
+            .await;
         tables.add_bucketed("big", big, &["k"], big_buckets).await;
         tables
     }

@@ -133,7 +133,9 @@ mod tests {
     async fn left_semi_collect_left_join_becomes_partitioned() {
         let tables = tables("VALUES (1, 'a'), (2, 'b'), (3, 'c')").await;
         let plan = tables
-            .physical("SELECT column1 FROM small WHERE EXISTS (SELECT 1 FROM big WHERE k = column1)")
+            .physical(
+                "SELECT column1 FROM small WHERE EXISTS (SELECT 1 FROM big WHERE k = column1)",
+            )
             .await;
         let before = hash_joins(&plan);
         assert!(

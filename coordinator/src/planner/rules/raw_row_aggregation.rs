@@ -94,7 +94,11 @@ mod tests {
             let expected = tables.answer(plan.clone()).await;
             let raw = aggregate_raw_rows(plan).unwrap();
             let modes = nodes(&raw, |agg: &AggregateExec| *agg.mode());
-            assert!(!modes.contains(&AggregateMode::Partial), "{sql}\n{}", shown(&raw));
+            assert!(
+                !modes.contains(&AggregateMode::Partial),
+                "{sql}\n{}",
+                shown(&raw)
+            );
             assert_eq!(tables.answer(raw).await, expected, "{sql}");
         }
     }
