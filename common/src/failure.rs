@@ -34,6 +34,12 @@ impl FailureKind {
         )
     }
 
+    /// The failure is the job's own (its query, its memory needs), not the cluster's: the
+    /// client reports it, so the cluster's logs need not warn about it.
+    pub fn is_the_jobs_own(self) -> bool {
+        matches!(self, FailureKind::Query | FailureKind::ResourcesExhausted)
+    }
+
     /// The gRPC code this failure travels as.
     pub fn code(self) -> Code {
         match self {

@@ -197,10 +197,7 @@ impl TaskExecutor {
             Err(e) => {
                 let failure = FailureKind::of_datafusion(&e);
                 // A query's own error goes back to its client; warn only of the cluster's.
-                if matches!(
-                    failure,
-                    FailureKind::Query | FailureKind::ResourcesExhausted
-                ) {
+                if failure.is_the_jobs_own() {
                     tracing::info!(task = %task, error = %e, "task failed");
                 } else {
                     tracing::warn!(task = %task, error = %e, "task failed");

@@ -65,9 +65,7 @@ impl JobError {
     /// user cancelling it): the client reports it, so the cluster need not warn about it.
     pub(crate) fn is_the_jobs_own(&self) -> bool {
         match self {
-            JobError::Task { kind, .. } => {
-                matches!(kind, FailureKind::Query | FailureKind::ResourcesExhausted)
-            }
+            JobError::Task { kind, .. } => kind.is_the_jobs_own(),
             JobError::Cancelled => true,
             JobError::Finalize { code, .. } => {
                 FailureKind::of_code(*code, false) == FailureKind::Query
