@@ -33,6 +33,8 @@ pub struct TableInfo {
     pub schema: SchemaRef,
     /// e.g. "8 buckets by (o_orderkey)", when bucketed.
     pub bucketing: Option<String>,
+    /// For a materialized view: what it covers and whether it is up to date.
+    pub view: Option<String>,
 }
 
 impl From<pb::WorkerInfo> for WorkerInfo {
@@ -58,6 +60,7 @@ impl TryFrom<pb::TableInfo> for TableInfo {
             path: table.path,
             format: table.format,
             bucketing: (!table.bucketing.is_empty()).then_some(table.bucketing),
+            view: (!table.view.is_empty()).then_some(table.view),
         })
     }
 }

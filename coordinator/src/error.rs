@@ -20,6 +20,9 @@ pub enum CoordinatorError {
     NoWorkers,
     #[error("{0}")]
     Unavailable(String),
+    /// Another operation holds what this one needs (a view being refreshed).
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("this coordinator is a standby; {}", match leader {
@@ -72,6 +75,7 @@ impl From<CoordinatorError> for Status {
         let code = match &err {
             CoordinatorError::Query(_) => Code::InvalidArgument,
             CoordinatorError::NotFound(_) => Code::NotFound,
+            CoordinatorError::Conflict(_) => Code::Aborted,
             CoordinatorError::Refused(_) => Code::PermissionDenied,
             CoordinatorError::Security(_) => Code::FailedPrecondition,
             CoordinatorError::NoWorkers

@@ -39,6 +39,9 @@ extensions_options! {
         /// Push a partial aggregate below a join only when it is estimated to reduce the
         /// rows of that join input at least this many times.
         pub eager_aggregation_min_reduction: f64, default = 2.0
+        /// Answer aggregations over a materialized view's source from the view's stored
+        /// states when the view covers every current input and can answer the query.
+        pub view_rewrite: bool, default = true
     }
 }
 
@@ -60,6 +63,7 @@ pub(crate) struct Rules {
     pub compact_distinct_min_rows_per_group: f64,
     pub eager_aggregation: bool,
     pub eager_aggregation_min_reduction: f64,
+    pub view_rewrite: bool,
 }
 
 impl Rules {
@@ -84,6 +88,7 @@ impl Rules {
                 compact_distinct_min_rows_per_group: tally.compact_distinct_min_rows_per_group,
                 eager_aggregation: tally.eager_aggregation && tally.partial_aggregation,
                 eager_aggregation_min_reduction: tally.eager_aggregation_min_reduction,
+                view_rewrite: tally.view_rewrite,
             }),
             other => Err(format!("tally.planner = {other}: use minimized or naive")),
         }
@@ -102,6 +107,7 @@ impl Rules {
             compact_distinct_min_rows_per_group: f64::INFINITY,
             eager_aggregation: false,
             eager_aggregation_min_reduction: f64::INFINITY,
+            view_rewrite: false,
         }
     }
 }

@@ -17,4 +17,35 @@ pub struct TableRecord {
     pub name: String,
     pub path: String,
     pub format: String,
+    /// Set for a materialized view: its manifest. Replacing the record is how a refresh
+    /// commits, so a view changes in one store write or not at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<ViewManifest>,
+}
+
+/// What a materialized view is and exactly which source inputs its stored states cover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewManifest {
+    /// The view's `SELECT ... GROUP BY ...`, planned again when the coordinator starts.
+    pub query: String,
+    pub source: String,
+    /// The state files are hash-bucketed on these view columns.
+    pub bucket_by: Vec<String>,
+    pub buckets: usize,
+    /// The states live in `<view folder>/gen-<generation>/`; each refresh writes the next.
+    pub generation: u64,
+    pub inputs: Vec<CoveredInput>,
+    /// Groups stored, one state row each.
+    pub groups: u64,
+    /// Milliseconds since the Unix epoch.
+    pub refreshed_at_ms: u64,
+}
+
+/// One source file as it was when its rows went into the view's states.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CoveredInput {
+    pub path: String,
+    pub size: u64,
+    /// Modification time, milliseconds since the Unix epoch.
+    pub modified_ms: i64,
 }

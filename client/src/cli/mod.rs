@@ -101,6 +101,10 @@ pub struct DataRootArgs {
     /// default: the current directory). The table dir and `--table` paths are always allowed.
     #[arg(long = "data-root", value_name = "DIR")]
     pub data_roots: Vec<PathBuf>,
+    /// Where CREATE TABLE ... AS SELECT and materialized views write what has no location
+    /// (default: `tally-tables` in the first data root).
+    #[arg(long)]
+    pub table_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -137,10 +141,6 @@ pub struct CoordinatorArgs {
     /// Hash partitions per exchange for each live worker.
     #[arg(long, default_value_t = 2)]
     pub partitions_per_worker: usize,
-    /// Where CREATE TABLE ... AS SELECT writes tables given no location (a folder every
-    /// worker can write).
-    #[arg(long)]
-    pub table_dir: Option<PathBuf>,
     #[command(flatten)]
     pub data_roots: DataRootArgs,
     #[command(flatten)]
@@ -341,6 +341,17 @@ impl DataRootArgs {
         } else {
             self.data_roots.clone()
         }
+    }
+
+    /// `--table-dir`, or `tally-tables` in the first data root.
+    pub(crate) fn table_dir(&self) -> PathBuf {
+        self.table_dir.clone().unwrap_or_else(|| {
+            self.roots()
+                .first()
+                .cloned()
+                .unwrap_or_default()
+                .join("tally-tables")
+        })
     }
 }
 

@@ -49,6 +49,7 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), ClientError> {
         port: args.port,
         coordinator: CoordinatorConfig {
             data_roots: args.data_roots.roots(),
+            table_dir: args.data_roots.table_dir(),
             security: args.security.for_server()?,
             ..Default::default()
         },
@@ -82,12 +83,10 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
         meta: args.cluster.meta_config(),
         partitions_per_worker: args.partitions_per_worker.max(1),
         data_roots: args.data_roots.roots(),
+        table_dir: args.data_roots.table_dir(),
         security: args.security.for_server()?,
         ..Default::default()
     };
-    if let Some(dir) = args.table_dir {
-        config.table_dir = dir;
-    }
     args.limits.apply(&mut config);
     let coordinator = start_coordinator(config)
         .await
@@ -163,6 +162,9 @@ pub(crate) async fn tables(args: RemoteArgs) -> Result<(), ClientError> {
     let client = args.security.connect(&args.coordinator).await?;
     for table in client.list_tables().await? {
         println!("{:<16} {:<8} {}", table.name, table.format, table.path);
+        if let Some(view) = &table.view {
+            println!("{:<16} {view}", "");
+        }
     }
     Ok(())
 }

@@ -41,6 +41,7 @@ pub(crate) async fn run_sql(args: SqlArgs) -> Result<(), ClientError> {
                 workers: args.workers,
                 coordinator: CoordinatorConfig {
                     data_roots: args.data_roots.roots(),
+                    table_dir: args.data_roots.table_dir(),
                     security: args.security.for_server()?,
                     ..Default::default()
                 },

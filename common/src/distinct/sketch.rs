@@ -189,6 +189,9 @@ fn decode(encoded: &[u8], out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     let corrupt = |what: &str| DataFusionError::Execution(format!("approx_distinct state: {what}"));
     let Some((&tag, mut body)) = encoded.split_first() else {
+        // A sketch that saw nothing (an accumulator with no input states nothing): every
+        // register zero, as DataFusion's merge expects.
+        out.resize(REGISTERS, 0);
         return Ok(());
     };
     match tag {
@@ -341,6 +344,13 @@ mod tests {
     use super::*;
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::prelude::{SessionConfig, SessionContext};
+
+    #[test]
+    fn a_sketch_that_saw_nothing_decodes_to_empty_registers() {
+        let mut out = vec![1, 2, 3];
+        decode(&[], &mut out).unwrap();
+        assert_eq!(out, vec![0u8; REGISTERS]);
+    }
 
     #[test]
     fn registers_round_trip_in_every_encoding() {

@@ -88,6 +88,7 @@ pub(crate) fn table_info(table: &TableView) -> Result<pb::TableInfo, Coordinator
         schema: schema_to_bytes(&table.schema)
             .map_err(|e| CoordinatorError::Internal(e.to_string()))?,
         bucketing: table.bucketing.clone().unwrap_or_default(),
+        view: table.view.clone().unwrap_or_default(),
     })
 }
 

@@ -175,6 +175,60 @@ impl JobManager {
         self.schedule(&id);
     }
 
+    /// Starts a job that succeeds only once `finalizer` has run after its stages are done;
+    /// the job ends with the finalizer's outcome (which may be the answer itself).
+    pub(crate) fn start_finalized<F, Fut>(
+        self: &Arc<Self>,
+        id: JobId,
+        sql: String,
+        settings: WorkerSettings,
+        plan: DistributedPlan,
+        rules: &Rules,
+        finalizer: F,
+    ) where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<FinalAnswer, CoordinatorError>> + Send + 'static,
+    {
+        self.start(id.clone(), sql, settings, plan, rules, true);
+        let Some(mut updates) = self.subscribe(&id) else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match this.with_job(&id, |j| (j.stages_done(), j.is_finished())) {
+                    Some((_, true)) | None => return,
+                    Some((true, false)) => break,
+                    Some((false, false)) => {}
+                }
+                if updates.changed().await.is_err() {
+                    return;
+                }
+            }
+            let outcome = finalizer().await;
+            this.finalize(&id, outcome);
+        });
+    }
+
+    /// Resolves when the job has ended (at once for an unknown job): whether it succeeded.
+    pub(crate) async fn finished(&self, id: &JobId) -> bool {
+        let Some(mut updates) = self.subscribe(id) else {
+            return false;
+        };
+        loop {
+            match self.with_job(id, |j| (j.is_finished(), j.state)) {
+                Some((true, state)) => return state == JobState::Succeeded,
+                None => return false,
+                Some((false, _)) => {}
+            }
+            if updates.changed().await.is_err() {
+                return self
+                    .with_job(id, |j| j.state == JobState::Succeeded)
+                    .unwrap_or(false);
+            }
+        }
+    }
+
     /// The one place a job ends: its final state, its waiters woken, its record written, and
     /// its spool freed (at once when it failed, after the result TTL when it succeeded: the
     /// client still has to fetch the answer).

@@ -28,7 +28,7 @@ mod transport;
 mod workers;
 
 pub(crate) use error::JobError;
-pub(crate) use manager::{FinalAnswer, JobLimits, JobManager};
+pub(crate) use manager::{JobLimits, JobManager};
 pub use model::DEFAULT_TASK_ATTEMPTS;
 pub(crate) use model::TaskOutput;
 pub(crate) use report::{StageRead, TaskOutcome, TaskReport};

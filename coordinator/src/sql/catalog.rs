@@ -10,11 +10,12 @@ use arrow::datatypes::SchemaRef;
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::SessionContext;
 use tally_common::bucketing::BucketSpec;
-use tally_meta::{SharedMetaStore, TableRecord};
+use tally_meta::{SharedMetaStore, TableRecord, ViewManifest};
 
 use super::bucketed_table::BucketedTable;
 use super::data_roots::DataRoots;
-use super::session::base_config;
+use super::session::{base_config, base_runtime};
+use super::views::{CompiledView, MaterializedViewTable, coverage_summary, generation_dir};
 use crate::error::CoordinatorError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,15 @@ pub(crate) struct TableEntry {
     pub path: PathBuf,
     pub format: TableFormat,
     pub bucketing: Option<BucketSpec>,
+    /// Set when the table is a materialized view.
+    pub view: Option<ViewEntry>,
+}
+
+/// A materialized view: its manifest and the table that reads its current states.
+#[derive(Debug, Clone)]
+pub(crate) struct ViewEntry {
+    pub manifest: ViewManifest,
+    pub table: Arc<MaterializedViewTable>,
 }
 
 /// A table as `tally tables` lists it.
@@ -83,6 +93,8 @@ pub(crate) struct TableView {
     pub schema: SchemaRef,
     /// e.g. "8 buckets by (o_orderkey)", when bucketed.
     pub bucketing: Option<String>,
+    /// What a materialized view covers, e.g. "view of clicks: 12 inputs, 340 groups, ...".
+    pub view: Option<String>,
 }
 
 /// The tables SQL can name: registered in the session every job's session starts from, and
@@ -98,7 +110,7 @@ pub(crate) struct Catalog {
 impl Catalog {
     pub(crate) fn new(store: SharedMetaStore, data_roots: DataRoots) -> Self {
         Self {
-            base: SessionContext::new_with_config(base_config()),
+            base: SessionContext::new_with_config_rt(base_config(), base_runtime()),
             tables: Mutex::default(),
             store,
             data_roots,
@@ -131,6 +143,7 @@ impl Catalog {
                 name: entry.name.clone(),
                 path: entry.path.to_string_lossy().to_string(),
                 format: entry.format.as_str().to_string(),
+                view: None,
             })
             .await?;
         self.view(&entry.name).await
@@ -153,14 +166,124 @@ impl Catalog {
     /// registered, so their folders are allowed again; a table whose files are gone stays
     /// recorded but unregistered.
     pub(crate) async fn restore(&self) -> Result<(), CoordinatorError> {
-        for table in self.store.tables().await? {
+        let (views, tables): (Vec<_>, Vec<_>) = self
+            .store
+            .tables()
+            .await?
+            .into_iter()
+            .partition(|t| t.view.is_some());
+        for table in tables {
             let format = TableFormat::parse(&table.format)?;
             self.data_roots.allow(&table.path);
             if let Err(error) = self.load(&table.name, &table.path, Some(format)).await {
                 tracing::error!(table = %table.name, %error, "cannot load a recorded table");
             }
         }
+        // Views after their sources: a view is planned against its source.
+        for table in views {
+            let Some(manifest) = table.view else { continue };
+            self.data_roots.allow(&table.path);
+            let loaded = async {
+                let view = CompiledView::compile(&self.base.state(), &manifest.query).await?;
+                self.install_view(
+                    &table.name,
+                    Path::new(&table.path),
+                    manifest,
+                    Arc::new(view),
+                )
+            };
+            if let Err(error) = loaded.await {
+                tracing::error!(view = %table.name, %error, "cannot load a recorded materialized view");
+            }
+        }
         Ok(())
+    }
+
+    /// Makes `manifest` the view's contents: recorded in the cluster state first (the commit
+    /// point: a refresh that fails before it leaves the view as it was), then readable.
+    pub(crate) async fn commit_view(
+        &self,
+        name: &str,
+        dir: &Path,
+        manifest: ViewManifest,
+        view: Arc<CompiledView>,
+    ) -> Result<(), CoordinatorError> {
+        let table = self.open_view(dir, &manifest, view)?;
+        self.store
+            .put_table(&TableRecord {
+                name: name.to_string(),
+                path: dir.to_string_lossy().to_string(),
+                format: TableFormat::Parquet.as_str().to_string(),
+                view: Some(manifest.clone()),
+            })
+            .await?;
+        self.register_view(name, dir, manifest, table)
+    }
+
+    fn install_view(
+        &self,
+        name: &str,
+        dir: &Path,
+        manifest: ViewManifest,
+        view: Arc<CompiledView>,
+    ) -> Result<(), CoordinatorError> {
+        let table = self.open_view(dir, &manifest, view)?;
+        self.register_view(name, dir, manifest, table)
+    }
+
+    fn open_view(
+        &self,
+        dir: &Path,
+        manifest: &ViewManifest,
+        view: Arc<CompiledView>,
+    ) -> Result<Arc<MaterializedViewTable>, CoordinatorError> {
+        let spec = BucketSpec::new(manifest.bucket_by.clone(), manifest.buckets)
+            .map_err(CoordinatorError::from_datafusion)?;
+        let states = generation_dir(dir, manifest.generation);
+        MaterializedViewTable::open(view, &states, spec)
+            .map(Arc::new)
+            .map_err(CoordinatorError::from_datafusion)
+    }
+
+    fn register_view(
+        &self,
+        name: &str,
+        dir: &Path,
+        manifest: ViewManifest,
+        table: Arc<MaterializedViewTable>,
+    ) -> Result<(), CoordinatorError> {
+        self.base
+            .deregister_table(name)
+            .map_err(CoordinatorError::from_datafusion)?;
+        self.base
+            .register_table(name, table.clone())
+            .map_err(CoordinatorError::from_datafusion)?;
+        let bucketing = BucketSpec::new(manifest.bucket_by.clone(), manifest.buckets).ok();
+        tracing::info!(view = %name, generation = manifest.generation, "materialized view registered");
+        self.tables().insert(
+            name.to_string(),
+            TableEntry {
+                name: name.to_string(),
+                path: dir.to_path_buf(),
+                format: TableFormat::Parquet,
+                bucketing,
+                view: Some(ViewEntry { manifest, table }),
+            },
+        );
+        Ok(())
+    }
+
+    /// Every materialized view, by name.
+    pub(crate) fn views(&self) -> Vec<(String, ViewEntry)> {
+        self.tables()
+            .values()
+            .filter_map(|e| e.view.clone().map(|v| (e.name.clone(), v)))
+            .collect()
+    }
+
+    /// The table or view registered as `name`.
+    pub(crate) fn entry(&self, name: &str) -> Option<TableEntry> {
+        self.tables().get(name).cloned()
     }
 
     pub(crate) async fn list(&self) -> Result<Vec<TableView>, CoordinatorError> {
@@ -183,12 +306,19 @@ impl Catalog {
             .table_provider(name)
             .await
             .map_err(CoordinatorError::from_datafusion)?;
+        let view = match &entry.view {
+            Some(view) => {
+                Some(coverage_summary(&self.base.state(), &view.manifest, &view.table).await)
+            }
+            None => None,
+        };
         Ok(TableView {
             name: entry.name,
             path: entry.path,
             format: entry.format,
             schema: table.schema(),
             bucketing: entry.bucketing.map(|b| b.to_string()),
+            view,
         })
     }
 
@@ -278,5 +408,6 @@ pub(crate) async fn register_table(
         path,
         format,
         bucketing,
+        view: None,
     })
 }

@@ -33,14 +33,7 @@ pub(crate) fn parse_bucketed_ctas(sql: &str) -> Result<Option<BucketedCtas>, Coo
     let CreateTableOptions::With(options) = &create.table_options else {
         return Ok(None);
     };
-    let option = |wanted: &str| {
-        options.iter().find_map(|option| match option {
-            SqlOption::KeyValue { key, value } if key.value.eq_ignore_ascii_case(wanted) => {
-                Some(value.clone())
-            }
-            _ => None,
-        })
-    };
+    let option = |wanted: &str| with_option(options, wanted);
     let Some(bucket_by) = option("bucket_by") else {
         return Ok(None);
     };
@@ -51,19 +44,9 @@ pub(crate) fn parse_bucketed_ctas(sql: &str) -> Result<Option<BucketedCtas>, Coo
                 .to_string(),
         ));
     };
-    let columns: Vec<String> = literal(&bucket_by)
-        .ok_or_else(|| CoordinatorError::Query("bucket_by takes a string: 'k1,k2'".to_string()))?
-        .split(',')
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
-        .collect();
+    let columns = bucket_columns(&bucket_by)?;
     let buckets = match option("buckets") {
-        Some(value) => literal(&value)
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|n| (1..=4096).contains(n))
-            .ok_or_else(|| {
-                CoordinatorError::Query("buckets takes a number from 1 to 4096".to_string())
-            })?,
+        Some(value) => bucket_count(&value)?,
         None => {
             return Err(CoordinatorError::Query(
                 "bucket_by needs buckets = N".to_string(),
@@ -84,6 +67,34 @@ pub(crate) fn parse_bucketed_ctas(sql: &str) -> Result<Option<BucketedCtas>, Coo
         spec,
         location,
     }))
+}
+
+/// The value of option `wanted` in `WITH (...)`, by case-insensitive name.
+pub(crate) fn with_option(options: &[SqlOption], wanted: &str) -> Option<SqlExpr> {
+    options.iter().find_map(|option| match option {
+        SqlOption::KeyValue { key, value } if key.value.eq_ignore_ascii_case(wanted) => {
+            Some(value.clone())
+        }
+        _ => None,
+    })
+}
+
+/// `bucket_by = 'k1,k2'`.
+pub(crate) fn bucket_columns(value: &SqlExpr) -> Result<Vec<String>, CoordinatorError> {
+    Ok(literal(value)
+        .ok_or_else(|| CoordinatorError::Query("bucket_by takes a string: 'k1,k2'".to_string()))?
+        .split(',')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect())
+}
+
+/// `buckets = N`.
+pub(crate) fn bucket_count(value: &SqlExpr) -> Result<usize, CoordinatorError> {
+    literal(value)
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=4096).contains(n))
+        .ok_or_else(|| CoordinatorError::Query("buckets takes a number from 1 to 4096".to_string()))
 }
 
 fn literal(expr: &SqlExpr) -> Option<String> {

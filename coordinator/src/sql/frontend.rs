@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use tally_common::bucketing::BucketSinkExec;
 use tally_common::ids::JobId;
@@ -16,9 +15,11 @@ use super::catalog::{Catalog, TableFormat};
 use super::ctas::{BucketedCtas, parse_bucketed_ctas};
 use super::explain::{estimate_shuffle_bytes, explain_batch, to_ipc};
 use super::session::{JobSession, JobSettings, job_session};
+use super::view_jobs::ViewJobs;
+use super::views::parse_view_statement;
 use crate::error::CoordinatorError;
-use crate::jobs::{FinalAnswer, JobManager, WorkerRegistry, planned_stage};
-use crate::planner::{DistributedPlan, plan_job, rewrite};
+use crate::jobs::{JobManager, WorkerRegistry, planned_stage};
+use crate::planner::rewrite;
 
 pub(crate) struct SqlFrontend {
     pub catalog: Arc<Catalog>,
@@ -28,6 +29,7 @@ pub(crate) struct SqlFrontend {
     partitions_per_worker: usize,
     /// Where `CREATE TABLE ... AS SELECT` writes tables without a location.
     table_dir: PathBuf,
+    views: Arc<ViewJobs>,
 }
 
 impl SqlFrontend {
@@ -38,12 +40,18 @@ impl SqlFrontend {
         partitions_per_worker: usize,
         table_dir: PathBuf,
     ) -> Self {
+        let views = Arc::new(ViewJobs::new(
+            catalog.clone(),
+            jobs.clone(),
+            table_dir.clone(),
+        ));
         Self {
             catalog,
             workers,
             jobs,
             partitions_per_worker,
             table_dir,
+            views,
         }
     }
 
@@ -64,6 +72,9 @@ impl SqlFrontend {
             &settings,
             workers.max(1) * self.partitions_per_worker,
         )?;
+        if let Some(statement) = parse_view_statement(sql)? {
+            return self.views.run(statement, sql, session, workers).await;
+        }
         if let Some(ctas) = parse_bucketed_ctas(sql)? {
             if workers == 0 {
                 return Err(CoordinatorError::NoWorkers);
@@ -119,12 +130,13 @@ impl SqlFrontend {
         if workers == 0 {
             return Err(CoordinatorError::NoWorkers);
         }
+        let (logical, views) = self.answer_from_views(&session, logical).await?;
         let physical = state
             .create_physical_plan(&logical)
             .await
             .map_err(CoordinatorError::from_datafusion)?;
-        let distributed = distribute(&id, &session, physical, workers)?;
-        tracing::info!(job_id = %id, stages = distributed.stages.len(), "job submitted");
+        let distributed = session.distribute(&id, physical, workers)?;
+        tracing::info!(job_id = %id, stages = distributed.stages.len(), ?views, "job submitted");
         self.jobs.start(
             id.clone(),
             sql.to_string(),
@@ -177,14 +189,16 @@ impl SqlFrontend {
         .await
         .map_err(CoordinatorError::from_datafusion)?;
         let id = JobId::new_random();
-        let distributed = distribute(&id, &session, plan, workers)?;
+        let distributed = session.distribute(&id, plan, workers)?;
         let name = ctas.name.clone();
-        self.start_finalized(
+        let this = self.clone();
+        self.jobs.start_finalized(
             id.clone(),
-            sql,
-            session,
+            sql.to_string(),
+            Arc::new(session.worker_settings.0),
             distributed,
-            move |this| async move {
+            &session.rules,
+            move || async move {
                 ctas.spec.write(&dir).map_err(|e| {
                     CoordinatorError::Internal(format!(
                         "writing the bucketing of {name} at {}: {e}",
@@ -217,11 +231,17 @@ impl SqlFrontend {
         let id = JobId::new_random();
         let state = session.ctx.state();
         let partitions = state.config().options().execution.target_partitions;
+        let (answered, views) = self.answer_from_views(&session, inner.clone()).await?;
         let physical = state
-            .create_physical_plan(&inner)
+            .create_physical_plan(&answered)
             .await
             .map_err(CoordinatorError::from_datafusion)?;
-        let distributed = distribute(&id, &session, physical, workers)?;
+        let from_views = if views.is_empty() {
+            String::new()
+        } else {
+            format!("; answered from materialized view {}", views.join(", "))
+        };
+        let distributed = session.distribute(&id, physical, workers)?;
 
         let mut naive_settings = settings.clone();
         naive_settings
@@ -241,7 +261,8 @@ impl SqlFrontend {
 
         if !analyze {
             let summary = format!(
-                "{} stages on {workers} workers; naive plan would shuffle about {estimate}",
+                "{} stages on {workers} workers; naive plan would shuffle about \
+                 {estimate}{from_views}",
                 distributed.stages.len()
             );
             let planned: Vec<_> = distributed.stages.iter().map(planned_stage).collect();
@@ -254,12 +275,14 @@ impl SqlFrontend {
         }
 
         let job = id.clone();
-        self.start_finalized(
+        let this = self.clone();
+        self.jobs.start_finalized(
             id.clone(),
-            sql,
-            session,
+            sql.to_string(),
+            Arc::new(session.worker_settings.0),
             distributed,
-            move |this| async move {
+            &session.rules,
+            move || async move {
                 let status = this
                     .jobs
                     .status(&job)
@@ -268,7 +291,7 @@ impl SqlFrontend {
                 let rows: u64 = status.stages.iter().map(|s| s.shuffle_rows).sum();
                 let summary = format!(
                     "shuffled {shuffled} bytes ({rows} rows) between workers in {} ms; answer \
-                 {} rows, {} bytes; naive plan would shuffle about {estimate}",
+                 {} rows, {} bytes; naive plan would shuffle about {estimate}{from_views}",
                     status.elapsed.as_millis(),
                     status.result_rows,
                     status.result_bytes
@@ -283,48 +306,19 @@ impl SqlFrontend {
         Ok(id)
     }
 
-    /// Starts a job that succeeds only once `finalizer` has run after its stages are done;
-    /// the job ends with the finalizer's outcome.
-    fn start_finalized<F, Fut>(
-        self: &Arc<Self>,
-        id: JobId,
-        sql: &str,
-        session: JobSession,
-        plan: DistributedPlan,
-        finalizer: F,
-    ) where
-        F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<FinalAnswer, CoordinatorError>> + Send + 'static,
-    {
-        self.jobs.start(
-            id.clone(),
-            sql.to_string(),
-            Arc::new(session.worker_settings.0),
-            plan,
-            &session.rules,
-            true,
-        );
-        let Some(mut updates) = self.jobs.subscribe(&id) else {
-            return;
-        };
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match this
-                    .jobs
-                    .with_job(&id, |j| (j.stages_done(), j.is_finished()))
-                {
-                    Some((_, true)) | None => return,
-                    Some((true, false)) => break,
-                    Some((false, false)) => {}
-                }
-                if updates.changed().await.is_err() {
-                    return;
-                }
-            }
-            let outcome = finalizer(this.clone()).await;
-            this.jobs.finalize(&id, outcome);
-        });
+    /// `plan` with what up-to-date materialized views can answer read from them, unless the
+    /// job turned `tally.view_rewrite` off.
+    async fn answer_from_views(
+        &self,
+        session: &JobSession,
+        plan: LogicalPlan,
+    ) -> Result<(LogicalPlan, Vec<String>), CoordinatorError> {
+        if !session.rules.view_rewrite {
+            return Ok((plan, Vec::new()));
+        }
+        self.views
+            .answer_from_views(&session.ctx.state(), plan)
+            .await
     }
 
     async fn run_ddl(&self, ddl: &DdlStatement, sql: &str) -> Result<(), CoordinatorError> {
@@ -357,22 +351,4 @@ impl SqlFrontend {
             }
         }
     }
-}
-
-/// Cuts `plan` into stages as the job session's rules and partition count say.
-fn distribute(
-    id: &JobId,
-    session: &JobSession,
-    plan: Arc<dyn ExecutionPlan>,
-    workers: usize,
-) -> Result<DistributedPlan, CoordinatorError> {
-    let partitions = session
-        .ctx
-        .state()
-        .config()
-        .options()
-        .execution
-        .target_partitions;
-    plan_job(id, plan, &session.rules, partitions, workers)
-        .map_err(CoordinatorError::from_datafusion)
 }

@@ -9,3 +9,5 @@ pub(crate) mod explain;
 pub(crate) mod frontend;
 pub(crate) mod session;
 pub(crate) mod sql_guard;
+pub(crate) mod view_jobs;
+pub(crate) mod views;

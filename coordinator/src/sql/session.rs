@@ -3,13 +3,19 @@
 //! the tasks), and no dynamic filters (they would link operators across stages).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use datafusion::execution::SessionState;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use tally_common::ids::JobId;
 
 use crate::error::CoordinatorError;
 use crate::options::{Rules, TallyOptions};
 use crate::planner::rules::compact_distinct::SINGLE_DISTINCT_TO_GROUP_BY;
+use crate::planner::{DistributedPlan, plan_job};
 
 pub(crate) const TARGET_PARTITIONS: &str = "datafusion.execution.target_partitions";
 
@@ -44,6 +50,16 @@ pub(crate) fn base_config() -> SessionConfig {
         config = config.set_str(key, value);
     }
     config
+}
+
+/// The runtime the coordinator plans with. Table folders receive new files all the time
+/// (mini-batches): DataFusion's file-listing cache, which by default never expires, would
+/// hide them from every later query and refresh, so folders are listed at every plan.
+pub(crate) fn base_runtime() -> Arc<RuntimeEnv> {
+    RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .build_arc()
+        .expect("a runtime without a file-listing cache")
 }
 
 /// Settings every worker applies to the stage plans of one job.
@@ -137,4 +153,24 @@ fn rule_settings(rules: &Rules) -> Vec<(&'static str, String)> {
         ));
     }
     settings
+}
+
+impl JobSession {
+    /// Cuts `plan` into stages as the job's rules and partition count say.
+    pub(crate) fn distribute(
+        &self,
+        id: &JobId,
+        plan: Arc<dyn ExecutionPlan>,
+        workers: usize,
+    ) -> Result<DistributedPlan, CoordinatorError> {
+        let partitions = self
+            .ctx
+            .state()
+            .config()
+            .options()
+            .execution
+            .target_partitions;
+        plan_job(id, plan, &self.rules, partitions, workers)
+            .map_err(CoordinatorError::from_datafusion)
+    }
 }

@@ -181,6 +181,9 @@ pub struct TableInfo {
     /// e.g. "8 buckets by (o_orderkey)"; empty when not bucketed.
     #[prost(string, tag = "5")]
     pub bucketing: ::prost::alloc::string::String,
+    /// What a materialized view covers and whether it is up to date; empty for a table.
+    #[prost(string, tag = "6")]
+    pub view: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

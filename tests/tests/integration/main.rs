@@ -22,3 +22,4 @@ mod security;
 mod shuffle;
 mod tables;
 mod tpch;
+mod views;

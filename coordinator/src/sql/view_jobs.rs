@@ -1,0 +1,611 @@
+//! Creating, refreshing and dropping materialized views. A create or refresh is one job:
+//! partial states of the source files to read, unioned with the stored states to keep,
+//! merged per group into buckets and written by the workers as the view's next generation;
+//! the job's finalizer then commits the new manifest through the cluster state in one write.
+//! A job that fails leaves the view exactly as it was (its half-written generation is
+//! removed), and one view is refreshed by one job at a time.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::DFSchema;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::union::UnionExec;
+use tally_common::bucketing::BucketSinkExec;
+use tally_common::ids::JobId;
+use tally_meta::{CoveredInput, ViewManifest};
+
+use super::catalog::Catalog;
+use super::explain::to_ipc;
+use super::session::JobSession;
+use super::views::{
+    CompiledView, InputChanges, RefreshMode, ViewStatement, answer_from_views, current_inputs,
+    generation_dir, now_ms, restrict_to,
+};
+use crate::error::CoordinatorError;
+use crate::jobs::JobManager;
+
+/// Runs the view statements and keeps one refresh per view at a time.
+pub(crate) struct ViewJobs {
+    catalog: Arc<Catalog>,
+    jobs: Arc<JobManager>,
+    table_dir: PathBuf,
+    /// View name -> the job refreshing it.
+    refreshing: Mutex<HashMap<String, JobId>>,
+}
+
+/// What one refresh reads and keeps.
+struct RefreshWork {
+    /// Partial states of the source files to read.
+    read: Option<Arc<dyn ExecutionPlan>>,
+    /// Stored states to keep.
+    keep: Option<Arc<dyn ExecutionPlan>>,
+    inputs_read: usize,
+    /// The inputs the view covers once this refresh commits.
+    covers: Vec<CoveredInput>,
+}
+
+impl ViewJobs {
+    pub(crate) fn new(catalog: Arc<Catalog>, jobs: Arc<JobManager>, table_dir: PathBuf) -> Self {
+        Self {
+            catalog,
+            jobs,
+            table_dir,
+            refreshing: Mutex::default(),
+        }
+    }
+
+    pub(crate) async fn run(
+        self: &Arc<Self>,
+        statement: ViewStatement,
+        sql: &str,
+        session: JobSession,
+        workers: usize,
+    ) -> Result<JobId, CoordinatorError> {
+        match statement {
+            ViewStatement::Create {
+                name,
+                query,
+                bucket_by,
+                buckets,
+            } => {
+                if self.catalog.contains(&name) {
+                    return Err(CoordinatorError::Query(format!(
+                        "a table or view named {name} already exists"
+                    )));
+                }
+                let view = CompiledView::compile(&session.ctx.state(), &query).await?;
+                let source = &view.definition.source;
+                if self.catalog.entry(source).is_some_and(|e| e.view.is_some()) {
+                    return Err(CoordinatorError::Query(format!(
+                        "{source} is a materialized view: a view reads a table of files"
+                    )));
+                }
+                let dir = self.table_dir.join(&name);
+                let dir = self.catalog.data_roots.check(&dir.to_string_lossy())?;
+                if std::fs::read_dir(&dir).is_ok_and(|mut e| e.next().is_some()) {
+                    return Err(CoordinatorError::Query(format!(
+                        "cannot create view {name} at {}: the folder is not empty",
+                        dir.display()
+                    )));
+                }
+                let bucket_by = bucket_by.unwrap_or_else(|| {
+                    view.definition
+                        .dimensions
+                        .iter()
+                        .map(|d| d.name.clone())
+                        .collect()
+                });
+                let partitions = session
+                    .ctx
+                    .state()
+                    .config()
+                    .options()
+                    .execution
+                    .target_partitions;
+                let buckets = buckets.unwrap_or(partitions.max(1));
+                view.bucket_spec(&bucket_by, buckets)?;
+                let manifest = ViewManifest {
+                    query,
+                    source: source.clone(),
+                    bucket_by,
+                    buckets,
+                    generation: 0,
+                    inputs: Vec::new(),
+                    groups: 0,
+                    refreshed_at_ms: 0,
+                };
+                self.lock(&name)?;
+                self.refresh(
+                    sql,
+                    &name,
+                    &dir,
+                    manifest,
+                    view,
+                    RefreshMode::Full,
+                    session,
+                    workers,
+                )
+                .await
+            }
+            ViewStatement::Refresh { name, mode } => {
+                let entry = self.catalog.entry(&name).ok_or_else(|| {
+                    CoordinatorError::NotFound(format!("no materialized view named {name}"))
+                })?;
+                let Some(current) = entry.view else {
+                    return Err(CoordinatorError::Query(format!(
+                        "{name} is a table, not a materialized view"
+                    )));
+                };
+                // Planned again in this job's session: the source's files are listed now.
+                let view =
+                    CompiledView::compile(&session.ctx.state(), &current.manifest.query).await?;
+                self.lock(&name)?;
+                self.refresh(
+                    sql,
+                    &name,
+                    &entry.path,
+                    current.manifest,
+                    view,
+                    mode,
+                    session,
+                    workers,
+                )
+                .await
+            }
+            ViewStatement::Drop { name, if_exists } => {
+                match self.catalog.entry(&name) {
+                    Some(entry) if entry.view.is_some() => {
+                        self.lock(&name)?;
+                        let dropped = self.catalog.drop_table(&name, false).await;
+                        self.unlock(&name);
+                        dropped?;
+                        if let Err(error) = std::fs::remove_dir_all(&entry.path) {
+                            tracing::warn!(view = %name, %error, "cannot remove the folder of a dropped view");
+                        }
+                    }
+                    Some(_) => {
+                        return Err(CoordinatorError::Query(format!(
+                            "{name} is a table, not a materialized view: DROP TABLE {name}"
+                        )));
+                    }
+                    None if if_exists => {}
+                    None => {
+                        return Err(CoordinatorError::NotFound(format!(
+                            "no materialized view named {name}"
+                        )));
+                    }
+                }
+                let id = JobId::new_random();
+                self.jobs.insert_finished(
+                    id.clone(),
+                    sql.to_string(),
+                    Arc::new(Schema::empty()),
+                    vec![],
+                );
+                Ok(id)
+            }
+        }
+    }
+
+    /// `plan` with the aggregations that an up-to-date view can answer read from the view's
+    /// states (see `views/rewrite.rs`), and the names of the views used.
+    pub(crate) async fn answer_from_views(
+        &self,
+        state: &SessionState,
+        plan: LogicalPlan,
+    ) -> Result<(LogicalPlan, Vec<String>), CoordinatorError> {
+        let mut sources = HashSet::new();
+        plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                sources.insert(scan.table_name.table().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(CoordinatorError::from_datafusion)?;
+        let mut fresh = Vec::new();
+        for (name, view) in self.catalog.views() {
+            if !sources.contains(&view.manifest.source) {
+                continue;
+            }
+            // Only a view that covers exactly the source's current files answers for it.
+            let current = current_inputs(state, view.table.compiled()).await;
+            if let Ok((_, current)) = current
+                && InputChanges::between(&view.manifest.inputs, &current) == InputChanges::default()
+            {
+                fresh.push((name, view.table));
+            }
+        }
+        if fresh.is_empty() {
+            return Ok((plan, Vec::new()));
+        }
+        let analyzed = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})
+            .map_err(CoordinatorError::from_datafusion)?;
+        answer_from_views(analyzed, &fresh).map_err(CoordinatorError::from_datafusion)
+    }
+
+    fn lock(&self, name: &str) -> Result<(), CoordinatorError> {
+        let mut refreshing = self.refreshing.lock().expect("refresh locks poisoned");
+        if let Some(job) = refreshing.get(name) {
+            return Err(CoordinatorError::Conflict(format!(
+                "view {name} is being refreshed by job {job}: run this once that job has ended"
+            )));
+        }
+        // Held by a placeholder until the job exists.
+        refreshing.insert(name.to_string(), JobId::new_random());
+        Ok(())
+    }
+
+    fn unlock(&self, name: &str) {
+        self.refreshing
+            .lock()
+            .expect("refresh locks poisoned")
+            .remove(name);
+    }
+
+    /// Starts the job that writes the view's next generation; the lock on `name` is held
+    /// and released when the job ends (or at once when no job starts).
+    #[allow(clippy::too_many_arguments)]
+    async fn refresh(
+        self: &Arc<Self>,
+        sql: &str,
+        name: &str,
+        dir: &Path,
+        manifest: ViewManifest,
+        view: CompiledView,
+        mode: RefreshMode,
+        session: JobSession,
+        workers: usize,
+    ) -> Result<JobId, CoordinatorError> {
+        let started = self
+            .start_refresh(sql, name, dir, manifest, view, mode, session, workers)
+            .await;
+        match &started {
+            Ok((id, true)) => {
+                self.refreshing
+                    .lock()
+                    .expect("refresh locks poisoned")
+                    .insert(name.to_string(), id.clone());
+                let this = self.clone();
+                let (id, name) = (id.clone(), name.to_string());
+                tokio::spawn(async move {
+                    this.jobs.finished(&id).await;
+                    this.unlock(&name);
+                });
+            }
+            Ok((_, false)) | Err(_) => self.unlock(name),
+        }
+        started.map(|(id, _)| id)
+    }
+
+    /// The refresh job's id, and whether a job runs (false: nothing to do, answered at once).
+    #[allow(clippy::too_many_arguments)]
+    async fn start_refresh(
+        self: &Arc<Self>,
+        sql: &str,
+        name: &str,
+        dir: &Path,
+        manifest: ViewManifest,
+        view: CompiledView,
+        mode: RefreshMode,
+        mut session: JobSession,
+        workers: usize,
+    ) -> Result<(JobId, bool), CoordinatorError> {
+        let state = session.ctx.state();
+        let id = JobId::new_random();
+        let Some(work) = self
+            .plan_work(&state, name, &manifest, &view, &mode)
+            .await?
+        else {
+            let answer = answer(
+                name,
+                "none (nothing new)",
+                0,
+                &manifest.inputs,
+                manifest.groups,
+            )?;
+            self.jobs
+                .insert_finished(id.clone(), sql.to_string(), answer.0, answer.1);
+            return Ok((id, false));
+        };
+        if workers == 0 {
+            return Err(CoordinatorError::NoWorkers);
+        }
+        let spec = view.bucket_spec(&manifest.bucket_by, manifest.buckets)?;
+        let states = match (work.read, work.keep) {
+            (Some(read), Some(keep)) => {
+                UnionExec::try_new(vec![keep, read]).map_err(CoordinatorError::from_datafusion)?
+            }
+            (Some(only), None) | (None, Some(only)) => only,
+            (None, None) => {
+                return Err(CoordinatorError::Query(format!(
+                    "view {name}: the source {} has no files to read",
+                    manifest.source
+                )));
+            }
+        };
+        let merged = view
+            .merge(states, &spec)
+            .map_err(CoordinatorError::from_datafusion)?;
+        let generation = manifest.generation + 1;
+        let states_dir = generation_dir(dir, generation);
+        // Left by a refresh that failed: never part of the view.
+        let _ = std::fs::remove_dir_all(&states_dir);
+        let sink = Arc::new(BucketSinkExec::new(merged, states_dir.clone()));
+        // Task `b` writes bucket `b`: the merge must never be gathered into one task.
+        session.rules.final_gather_max_groups = 0;
+        let failed_dir = states_dir.clone();
+        let distributed = session.distribute(&id, sink, workers)?;
+        tracing::info!(job_id = %id, view = %name, mode = mode.as_str(), inputs_read = work.inputs_read, "view refresh submitted");
+
+        let catalog = self.catalog.clone();
+        let (name, dir) = (name.to_string(), dir.to_path_buf());
+        let view = Arc::new(view);
+        let inputs_read = work.inputs_read;
+        let covers = work.covers;
+        let mode_name = match &mode {
+            RefreshMode::Range(predicate) => format!("range ({predicate})"),
+            other => other.as_str().to_string(),
+        };
+        self.jobs.start_finalized(
+            id.clone(),
+            sql.to_string(),
+            Arc::new(session.worker_settings.0),
+            distributed,
+            &session.rules,
+            move || async move {
+                let groups = rows_in(&states_dir)?;
+                let manifest = ViewManifest {
+                    generation,
+                    inputs: covers,
+                    groups,
+                    refreshed_at_ms: now_ms(),
+                    ..manifest
+                };
+                catalog
+                    .commit_view(&name, &dir, manifest.clone(), view)
+                    .await?;
+                remove_generations_before(&dir, generation.saturating_sub(1));
+                answer(&name, &mode_name, inputs_read, &manifest.inputs, groups).map(Some)
+            },
+        );
+        let jobs = self.jobs.clone();
+        let watched = id.clone();
+        tokio::spawn(async move {
+            if !jobs.finished(&watched).await {
+                let _ = std::fs::remove_dir_all(failed_dir);
+            }
+        });
+        Ok((id, true))
+    }
+
+    /// What a refresh in `mode` reads and keeps; `None` when there is nothing to do.
+    async fn plan_work(
+        &self,
+        state: &SessionState,
+        name: &str,
+        manifest: &ViewManifest,
+        view: &CompiledView,
+        mode: &RefreshMode,
+    ) -> Result<Option<RefreshWork>, CoordinatorError> {
+        let (source_scan, current) = current_inputs(state, view).await?;
+        let changes = InputChanges::between(&manifest.inputs, &current);
+        let stored = || async {
+            let entry = self.catalog.entry(name).and_then(|e| e.view);
+            match entry {
+                Some(entry) => entry
+                    .table
+                    .states()
+                    .scan(state, None, &[], None)
+                    .await
+                    .map(Some)
+                    .map_err(CoordinatorError::from_datafusion),
+                None => Ok(None),
+            }
+        };
+        let partial = |scan: Arc<dyn ExecutionPlan>| {
+            view.partial(scan)
+                .map_err(CoordinatorError::from_datafusion)
+        };
+        match mode {
+            RefreshMode::Full => Ok(Some(RefreshWork {
+                read: Some(partial(source_scan)?),
+                keep: None,
+                inputs_read: current.len(),
+                covers: current,
+            })),
+            RefreshMode::Incremental => {
+                let rewritten = changes.rewritten();
+                if let Some(first) = rewritten.first() {
+                    return Err(CoordinatorError::Query(format!(
+                        "view {name}: {} covered input(s) changed or vanished since the last \
+                         refresh (e.g. {}): run REFRESH MATERIALIZED VIEW {name} FULL, or \
+                         REFRESH MATERIALIZED VIEW {name} WHERE <the range they hold>",
+                        rewritten.len(),
+                        first.path
+                    )));
+                }
+                if changes.new.is_empty() {
+                    return Ok(None);
+                }
+                let paths: HashSet<String> = changes.new.iter().map(|i| i.path.clone()).collect();
+                let read = restrict_to(source_scan, &paths)
+                    .map_err(CoordinatorError::from_datafusion)?
+                    .map(partial)
+                    .transpose()?;
+                let mut covers = manifest.inputs.clone();
+                covers.extend(changes.new.iter().cloned());
+                covers.sort();
+                Ok(Some(RefreshWork {
+                    read,
+                    keep: stored().await?,
+                    inputs_read: changes.new.len(),
+                    covers,
+                }))
+            }
+            RefreshMode::Range(predicate) => {
+                let (over_states, over_source) = range_predicates(state, view, predicate)?;
+                // The covered files as they are now; new files stay for an incremental refresh.
+                let covered: HashSet<&str> =
+                    manifest.inputs.iter().map(|i| i.path.as_str()).collect();
+                let covers: Vec<CoveredInput> = current
+                    .into_iter()
+                    .filter(|i| covered.contains(i.path.as_str()))
+                    .collect();
+                let source = LogicalPlanBuilder::from(view.definition.input.clone())
+                    .filter(over_source)
+                    .and_then(|b| b.build())
+                    .map_err(CoordinatorError::from_datafusion)?;
+                let scan = state
+                    .create_physical_plan(&source)
+                    .await
+                    .map_err(CoordinatorError::from_datafusion)?;
+                let paths: HashSet<String> = covers.iter().map(|i| i.path.clone()).collect();
+                let read = restrict_to(scan, &paths)
+                    .map_err(CoordinatorError::from_datafusion)?
+                    .map(partial)
+                    .transpose()?;
+                let keep = match stored().await? {
+                    Some(stored) => {
+                        let outside = Expr::IsNotTrue(Box::new(over_states));
+                        let schema = DFSchema::try_from(view.state_schema.as_ref().clone())
+                            .map_err(CoordinatorError::from_datafusion)?;
+                        let outside = state
+                            .create_physical_expr(outside, &schema)
+                            .map_err(CoordinatorError::from_datafusion)?;
+                        Some(Arc::new(
+                            FilterExec::try_new(outside, stored)
+                                .map_err(CoordinatorError::from_datafusion)?,
+                        ) as Arc<dyn ExecutionPlan>)
+                    }
+                    None => None,
+                };
+                Ok(Some(RefreshWork {
+                    read,
+                    keep,
+                    inputs_read: paths.len(),
+                    covers,
+                }))
+            }
+        }
+    }
+}
+
+/// `predicate` over the view's dimensions, as a filter on its stored states and as a filter
+/// on the source rows (each dimension replaced by its expression).
+fn range_predicates(
+    state: &SessionState,
+    view: &CompiledView,
+    predicate: &str,
+) -> Result<(Expr, Expr), CoordinatorError> {
+    let dimensions: Vec<&str> = view
+        .definition
+        .dimensions
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    let dimension_fields = view
+        .state_schema
+        .project(&(0..dimensions.len()).collect::<Vec<_>>())
+        .map_err(|e| CoordinatorError::Internal(e.to_string()))?;
+    let over_dimensions =
+        DFSchema::try_from(dimension_fields).map_err(CoordinatorError::from_datafusion)?;
+    let over_states = state
+        .create_logical_expr(predicate, &over_dimensions)
+        .map_err(|e| {
+            CoordinatorError::Query(format!(
+                "REFRESH ... WHERE {predicate} may name only the view's dimensions ({}): {}",
+                dimensions.join(", "),
+                crate::error::one_line(&e.to_string())
+            ))
+        })?;
+    let over_source = over_states
+        .clone()
+        .transform(|expr| {
+            Ok(match &expr {
+                Expr::Column(column) => match view.definition.dimension(&column.name) {
+                    Some(dimension) => Transformed::yes(dimension.expr.clone()),
+                    None => Transformed::no(expr),
+                },
+                _ => Transformed::no(expr),
+            })
+        })
+        .data()
+        .map_err(CoordinatorError::from_datafusion)?;
+    Ok((over_states, over_source))
+}
+
+/// Rows in the Parquet files of `dir` (one per group), from their footers.
+fn rows_in(dir: &Path) -> Result<u64, CoordinatorError> {
+    let io = |e: &dyn std::fmt::Display| {
+        CoordinatorError::Internal(format!("reading the states at {}: {e}", dir.display()))
+    };
+    let mut rows = 0u64;
+    for entry in std::fs::read_dir(dir).map_err(|e| io(&e))? {
+        let path = entry.map_err(|e| io(&e))?.path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            let file = std::fs::File::open(&path).map_err(|e| io(&e))?;
+            let reader =
+                parquet::file::reader::SerializedFileReader::new(file).map_err(|e| io(&e))?;
+            use parquet::file::reader::FileReader;
+            rows += reader.metadata().file_metadata().num_rows().max(0) as u64;
+        }
+    }
+    Ok(rows)
+}
+
+/// Generations older than `keep_from` are unreachable once a newer one is committed; the
+/// previous one stays for queries that started before the commit.
+fn remove_generations_before(dir: &Path, keep_from: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let generation = name
+            .strip_prefix("gen-")
+            .and_then(|g| g.parse::<u64>().ok());
+        if generation.is_some_and(|g| g < keep_from) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The one-row answer of a create or refresh.
+fn answer(
+    view: &str,
+    refresh: &str,
+    inputs_read: usize,
+    covers: &[CoveredInput],
+    groups: u64,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<u8>), CoordinatorError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("view", DataType::Utf8, false),
+        Field::new("refresh", DataType::Utf8, false),
+        Field::new("inputs_read", DataType::UInt64, false),
+        Field::new("inputs_covered", DataType::UInt64, false),
+        Field::new("groups", DataType::UInt64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![view])),
+            Arc::new(StringArray::from(vec![refresh])),
+            Arc::new(UInt64Array::from(vec![inputs_read as u64])),
+            Arc::new(UInt64Array::from(vec![covers.len() as u64])),
+            Arc::new(UInt64Array::from(vec![groups])),
+        ],
+    )
+    .map_err(|e| CoordinatorError::Internal(e.to_string()))?;
+    let bytes = to_ipc(&batch).map_err(|e| CoordinatorError::Internal(e.to_string()))?;
+    Ok((schema, bytes))
+}

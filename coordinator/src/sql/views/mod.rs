@@ -1,0 +1,26 @@
+//! Materialized views that keep the partial states of their aggregates, per group, as
+//! bucketed Parquet, plus a manifest of exactly which source files they cover. A refresh
+//! reads only the files not yet covered and merges their partial states into the stored ones
+//! (`PartialReduce`), so keeping a daily aggregate current costs the new batch, not the day.
+//!
+//! - `statements.rs`: CREATE / REFRESH / DROP MATERIALIZED VIEW.
+//! - `definition.rs`: what a view's query means, and what it refuses.
+//! - `states.rs`: the partial, merge and final aggregate pieces; restricting a scan to files.
+//! - `table.rs`: a view as a table (finalized where its bucket files are read).
+//! - `coverage.rs`: which source files are new, changed or gone.
+//! - `rewrite.rs`: aggregations over a view's source answered from its states.
+//!
+//! The jobs that create and refresh views, and their commits, are in `../view_jobs.rs`.
+
+mod coverage;
+mod definition;
+mod rewrite;
+mod statements;
+mod states;
+mod table;
+
+pub(crate) use coverage::{InputChanges, coverage_summary, current_inputs, now_ms};
+pub(crate) use rewrite::answer_from_views;
+pub(crate) use statements::{RefreshMode, ViewStatement, parse_view_statement};
+pub(crate) use states::{CompiledView, restrict_to};
+pub(crate) use table::{MaterializedViewTable, generation_dir};

@@ -1,0 +1,270 @@
+//! Query rewrite: an aggregation over a view's source is answered from the view's stored
+//! states when the view can answer it exactly: its GROUP BY names only view dimensions, its
+//! filter is the view's filter plus conditions on dimensions only, and each of its aggregates
+//! is one the view keeps. The states are merged to the query's (coarser) grain, exact
+//! distinct counts included. Only views that cover every current source file are offered
+//! (the caller checks that); `tally.view_rewrite = false` turns the rule off. The plan then
+//! scans the view's `gen-<n>` state files instead of the source, which EXPLAIN shows.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
+use datafusion::datasource::{TableType, provider_as_source};
+use datafusion::error::Result;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+
+use super::definition::StateKind;
+use super::table::MaterializedViewTable;
+
+/// Rewrites every aggregation in `plan` that one of `views` can answer; returns the plan and
+/// the names of the views used.
+pub(crate) fn answer_from_views(
+    plan: LogicalPlan,
+    views: &[(String, Arc<MaterializedViewTable>)],
+) -> Result<(LogicalPlan, Vec<String>)> {
+    let mut used = Vec::new();
+    let plan = plan
+        .transform_up(|node| {
+            let LogicalPlan::Aggregate(aggregate) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            for (name, view) in views {
+                if let Some(answer) = answer_from(aggregate, name, view)? {
+                    used.push(name.clone());
+                    return Ok(Transformed::yes(answer));
+                }
+            }
+            Ok(Transformed::no(node))
+        })
+        .data()?;
+    Ok((plan, used))
+}
+
+/// `aggregate` answered from `view`, when the view can answer it.
+fn answer_from(
+    aggregate: &Aggregate,
+    name: &str,
+    view: &Arc<MaterializedViewTable>,
+) -> Result<Option<LogicalPlan>> {
+    let definition = &view.compiled().definition;
+    let Some((source, query_filters)) = scan_and_filters(&aggregate.input) else {
+        return Ok(None);
+    };
+    let Some((_, view_filters)) = scan_and_filters(&definition.input) else {
+        return Ok(None);
+    };
+    if source != definition.source || !view_filters.iter().all(|f| query_filters.contains(f)) {
+        return Ok(None);
+    }
+    let dimensions: Vec<(Expr, &str)> = definition
+        .dimensions
+        .iter()
+        .map(|d| Ok((unqualified(d.expr.clone())?, d.name.as_str())))
+        .collect::<Result<_>>()?;
+    let mut groups = Vec::new();
+    for group in &aggregate.group_expr {
+        let group = unqualified(group.clone())?;
+        match dimensions.iter().position(|(expr, _)| *expr == group) {
+            Some(index) => groups.push(index),
+            None => return Ok(None),
+        }
+    }
+    let mut conditions = Vec::new();
+    for condition in query_filters.iter().filter(|f| !view_filters.contains(f)) {
+        match over_dimensions(condition, &dimensions)? {
+            Some(condition) => conditions.push(condition),
+            None => return Ok(None),
+        }
+    }
+    let kept: Vec<Expr> = definition
+        .aggregates
+        .iter()
+        .map(|a| unqualified(Expr::AggregateFunction(a.function.clone())))
+        .collect::<Result<_>>()?;
+    let mut aggregates = Vec::new();
+    for expr in &aggregate.aggr_expr {
+        let Expr::AggregateFunction(function) = expr.clone().unalias_nested().data else {
+            return Ok(None);
+        };
+        let wanted = unqualified(Expr::AggregateFunction(function))?;
+        match kept.iter().position(|k| *k == wanted) {
+            Some(index) => aggregates.push(index),
+            None => return Ok(None),
+        }
+    }
+    // DataFusion's HyperLogLog serializes per-group sketches in a form its single-group
+    // accumulator cannot merge, so a grand total of approx_distinct reads the source.
+    let approx = |&a: &usize| definition.aggregates[a].kind == StateKind::ApproxDistinct;
+    if groups.is_empty() && aggregates.iter().any(approx) {
+        return Ok(None);
+    }
+    let rollup = Arc::new(ViewRollup::try_new(
+        view.clone(),
+        groups,
+        aggregates,
+        conjunction(conditions),
+    )?);
+    // The same fields, types and qualifiers the aggregation had, so the plan above it reads
+    // them unchanged.
+    let fields = rollup.schema.fields();
+    if fields.len() != aggregate.schema.fields().len()
+        || fields
+            .iter()
+            .zip(aggregate.schema.fields())
+            .any(|(ours, theirs)| ours.data_type() != theirs.data_type())
+    {
+        return Ok(None);
+    }
+    let columns: Vec<Expr> = fields
+        .iter()
+        .zip(aggregate.schema.iter())
+        .map(|(ours, (qualifier, theirs))| {
+            Expr::Column(Column::new_unqualified(ours.name()))
+                .alias_qualified(qualifier.cloned(), theirs.name())
+        })
+        .collect();
+    let plan =
+        LogicalPlanBuilder::scan(format!("{name}_states"), provider_as_source(rollup), None)?
+            .project(columns)?
+            .build()?;
+    Ok(Some(plan))
+}
+
+/// The table an aggregation reads and the conjuncts of the filters on the way, columns
+/// unqualified; `None` through anything but filters, aliases and column projections.
+fn scan_and_filters(plan: &LogicalPlan) -> Option<(String, Vec<Expr>)> {
+    match plan {
+        LogicalPlan::TableScan(scan) if scan.filters.is_empty() && scan.fetch.is_none() => {
+            Some((scan.table_name.table().to_string(), Vec::new()))
+        }
+        LogicalPlan::Filter(filter) => {
+            let (source, mut filters) = scan_and_filters(&filter.input)?;
+            for conjunct in split_conjunction(&filter.predicate) {
+                filters.push(unqualified(conjunct.clone()).ok()?);
+            }
+            Some((source, filters))
+        }
+        LogicalPlan::SubqueryAlias(alias) => scan_and_filters(&alias.input),
+        LogicalPlan::Projection(projection)
+            if projection.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+        {
+            scan_and_filters(&projection.input)
+        }
+        _ => None,
+    }
+}
+
+/// `expr` without table qualifiers or aliases: the source's columns are named alike in the
+/// view's definition and in the query, whatever the query called the table.
+fn unqualified(expr: Expr) -> Result<Expr> {
+    expr.unalias_nested()
+        .data
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(column) if column.relation.is_some() => {
+                    Transformed::yes(Expr::Column(Column::new_unqualified(column.name)))
+                }
+                other => Transformed::no(other),
+            })
+        })
+        .data()
+}
+
+/// `condition` (over the source) as a condition on the view's dimensions, when every column
+/// it reads is inside a dimension's expression.
+fn over_dimensions(condition: &Expr, dimensions: &[(Expr, &str)]) -> Result<Option<Expr>> {
+    const MARK: &str = "tally_view_dimension";
+    let marked = condition
+        .clone()
+        .transform_down(|e| {
+            Ok(match dimensions.iter().find(|(expr, _)| *expr == e) {
+                Some((_, name)) => Transformed::new(
+                    Expr::Column(Column::new(Some(MARK), *name)),
+                    true,
+                    TreeNodeRecursion::Jump,
+                ),
+                None => Transformed::no(e),
+            })
+        })
+        .data()?;
+    if marked
+        .column_refs()
+        .iter()
+        .any(|c| c.relation.as_ref().is_none_or(|r| r.table() != MARK))
+    {
+        return Ok(None);
+    }
+    unqualified(marked).map(Some)
+}
+
+/// The view's states rolled up to a query's grain, as a table the query's plan scans.
+#[derive(Debug)]
+struct ViewRollup {
+    view: Arc<MaterializedViewTable>,
+    groups: Vec<usize>,
+    aggregates: Vec<usize>,
+    /// Over the dimensions, by their view names.
+    filter: Option<Expr>,
+    schema: SchemaRef,
+}
+
+impl ViewRollup {
+    fn try_new(
+        view: Arc<MaterializedViewTable>,
+        groups: Vec<usize>,
+        aggregates: Vec<usize>,
+        filter: Option<Expr>,
+    ) -> Result<Self> {
+        let compiled = view.compiled();
+        let empty = Arc::new(EmptyExec::new(compiled.state_schema.clone()));
+        let schema = compiled.rollup(empty, &groups, &aggregates, None)?.schema();
+        Ok(Self {
+            view,
+            groups,
+            aggregates,
+            filter,
+            schema,
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for ViewRollup {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let compiled = self.view.compiled();
+        let states = self.view.states().scan(state, None, &[], None).await?;
+        let filter = match &self.filter {
+            Some(filter) => {
+                let schema = DFSchema::try_from(compiled.state_schema.as_ref().clone())?;
+                Some(state.create_physical_expr(filter.clone(), &schema)?)
+            }
+            None => None,
+        };
+        let rollup = compiled.rollup(states, &self.groups, &self.aggregates, filter)?;
+        match projection {
+            Some(projection) => super::table::project(rollup, projection),
+            None => Ok(rollup),
+        }
+    }
+}
