@@ -37,8 +37,8 @@ pub(crate) struct ViewJobs {
     catalog: Arc<Catalog>,
     jobs: Arc<JobManager>,
     table_dir: PathBuf,
-    /// View name -> the job refreshing it.
-    refreshing: Mutex<HashMap<String, JobId>>,
+    /// View name -> the job refreshing it (`None` while that job is being planned).
+    refreshing: Mutex<HashMap<String, Option<JobId>>>,
 }
 
 /// What one refresh reads and keeps.
@@ -235,13 +235,22 @@ impl ViewJobs {
 
     fn lock(&self, name: &str) -> Result<(), CoordinatorError> {
         let mut refreshing = self.refreshing.lock().expect("refresh locks poisoned");
-        if let Some(job) = refreshing.get(name) {
-            return Err(CoordinatorError::Conflict(format!(
-                "view {name} is being refreshed by job {job}: run this once that job has ended"
-            )));
+        match refreshing.get(name) {
+            Some(None) => {
+                return Err(CoordinatorError::Conflict(format!(
+                    "view {name} is being refreshed: run this once that refresh has ended"
+                )));
+            }
+            // A job that has ended holds nothing, even before its watcher lets go.
+            Some(Some(job)) if self.jobs.with_job(job, |j| !j.is_finished()) == Some(true) => {
+                return Err(CoordinatorError::Conflict(format!(
+                    "view {name} is being refreshed by job {job}: run this once that job has \
+                     ended"
+                )));
+            }
+            _ => {}
         }
-        // Held by a placeholder until the job exists.
-        refreshing.insert(name.to_string(), JobId::new_random());
+        refreshing.insert(name.to_string(), None);
         Ok(())
     }
 
@@ -250,6 +259,14 @@ impl ViewJobs {
             .lock()
             .expect("refresh locks poisoned")
             .remove(name);
+    }
+
+    /// Lets go of `name` if `job` still holds it (a later refresh may hold it by now).
+    fn unlock_after(&self, name: &str, job: &JobId) {
+        let mut refreshing = self.refreshing.lock().expect("refresh locks poisoned");
+        if refreshing.get(name) == Some(&Some(job.clone())) {
+            refreshing.remove(name);
+        }
     }
 
     /// Starts the job that writes the view's next generation; the lock on `name` is held
@@ -274,12 +291,12 @@ impl ViewJobs {
                 self.refreshing
                     .lock()
                     .expect("refresh locks poisoned")
-                    .insert(name.to_string(), id.clone());
+                    .insert(name.to_string(), Some(id.clone()));
                 let this = self.clone();
                 let (id, name) = (id.clone(), name.to_string());
                 tokio::spawn(async move {
                     this.jobs.finished(&id).await;
-                    this.unlock(&name);
+                    this.unlock_after(&name, &id);
                 });
             }
             Ok((_, false)) | Err(_) => self.unlock(name),

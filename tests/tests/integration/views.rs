@@ -528,3 +528,238 @@ async fn reports_over_the_source_are_answered_from_an_up_to_date_view() {
     );
     setup.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_view_and_its_coverage_outlive_the_coordinator_in_etcd() {
+    use tally_meta::MetaConfig;
+    use tally_tests::etcd::{Etcd, unique_cluster};
+
+    let etcd = Etcd::start();
+    let meta = MetaConfig {
+        etcd: vec![etcd.endpoint.clone()],
+        cluster: unique_cluster("views"),
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let source = dirs.path().join("impressions");
+    std::fs::create_dir_all(&source).unwrap();
+    write(&source.join("batch-00.parquet"), &impressions(0, 300, None));
+    let start = || async {
+        LocalCluster::start_with(LocalClusterOptions {
+            workers: 2,
+            coordinator: CoordinatorConfig {
+                meta: meta.clone(),
+                data_roots: vec![dirs.path().to_path_buf()],
+                table_dir: dirs.path().join("tables"),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    };
+
+    let first = start().await;
+    first
+        .register_table("impressions", source.to_str().unwrap())
+        .await
+        .unwrap();
+    let client = first.client().await.unwrap();
+    sql(
+        &client,
+        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
+    )
+    .await;
+    first.shutdown().await;
+
+    let second = start().await;
+    let client = second.client().await.unwrap();
+    assert_same_results(
+        "view after a coordinator restart",
+        &recomputed(&source, DEFINITION).await,
+        &sql(&client, "SELECT * FROM daily").await.batches,
+        false,
+    );
+    write(&source.join("batch-01.parquet"), &impressions(1, 100, None));
+    let refresh = sql(&client, "REFRESH MATERIALIZED VIEW daily").await;
+    assert_eq!(refreshed(&refresh).1, 1, "only the new file is read");
+    assert_eq!(refreshed(&refresh).2, 2);
+    assert_same_results(
+        "view refreshed after the restart",
+        &recomputed(&source, DEFINITION).await,
+        &sql(&client, "SELECT * FROM daily").await.batches,
+        false,
+    );
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_process_killed_mid_refresh_leaves_the_view_whole() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use tally_client::{JobState, TaskState};
+    use tally_tests::harness::alive_workers;
+    use tally_tests::process::{Process, free_port, start_workers};
+
+    let dirs = tempfile::tempdir().unwrap();
+    let source = dirs.path().join("impressions");
+    std::fs::create_dir_all(&source).unwrap();
+    write(
+        &source.join("batch-00.parquet"),
+        &impressions(0, 2_000, None),
+    );
+    let coordinator = format!("127.0.0.1:{}", free_port());
+    let table = format!("impressions={}", source.display());
+    let tables = dirs.path().join("tables");
+    let (coordinator_process, _) = Process::start(
+        "coordinator",
+        &[
+            "coordinator",
+            "--bind",
+            &coordinator,
+            "--worker-timeout-secs",
+            "3",
+            "--data-root",
+            dirs.path().to_str().unwrap(),
+            "--table-dir",
+            tables.to_str().unwrap(),
+            "--table",
+            &table,
+        ],
+    );
+    let spool = tempfile::tempdir().unwrap();
+    let mut workers = start_workers(3, &["--coordinator", &coordinator], spool.path());
+    let client = Client::connect(&coordinator).await.unwrap();
+    for _ in 0..200 {
+        if alive_workers(&client).await == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(alive_workers(&client).await, 3);
+    sql(
+        &client,
+        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
+    )
+    .await;
+    let before = sql(&client, "SELECT * FROM daily").await;
+
+    // A big batch read in tiny record batches: the refresh runs long enough to lose a worker.
+    write(
+        &source.join("batch-01.parquet"),
+        &impressions(1, 60_000, None),
+    );
+    let slow = BTreeMap::from([(
+        "datafusion.execution.batch_size".to_string(),
+        "16".to_string(),
+    )]);
+    let job = client
+        .submit("REFRESH MATERIALIZED VIEW daily", &slow)
+        .await
+        .unwrap();
+    let victim = loop {
+        let status = client.job(&job).await.unwrap();
+        assert_eq!(
+            status.state,
+            JobState::Running,
+            "the refresh ended before the kill"
+        );
+        let running = status
+            .stages
+            .iter()
+            .flat_map(|s| &s.tasks)
+            .find(|t| t.state == TaskState::Running)
+            .and_then(|t| t.worker_id.clone());
+        if let Some(worker) = running {
+            break worker;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let index = workers
+        .iter()
+        .position(|(id, _)| id == victim.as_str())
+        .unwrap();
+    workers.remove(index).1.kill();
+
+    // Either the refresh finishes on the other workers and the view holds both batches, or
+    // it fails and the view is exactly as before: never a mix.
+    let outcome = client.wait(&job).await;
+    let after = sql(&client, "SELECT * FROM daily").await;
+    match outcome {
+        Ok(status) => {
+            let reruns = status
+                .stages
+                .iter()
+                .flat_map(|s| &s.tasks)
+                .filter(|t| t.attempt > 0)
+                .count();
+            assert!(reruns > 0, "no task ran again after the kill");
+            assert_same_results(
+                "view after a refresh that lost a worker",
+                &recomputed(&source, DEFINITION).await,
+                &after.batches,
+                false,
+            );
+        }
+        Err(error) => {
+            eprintln!("the refresh failed: {error}");
+            assert_same_results(
+                "view after a failed refresh",
+                &before.batches,
+                &after.batches,
+                false,
+            );
+        }
+    }
+    for (_, worker) in workers {
+        worker.stop();
+    }
+    coordinator_process.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_refresh_of_a_view_runs_at_a_time() {
+    use std::collections::BTreeMap;
+
+    let setup = setup(&[("batch-00.parquet".to_string(), impressions(0, 200, None))]).await;
+    let client = &setup.client;
+    sql(
+        client,
+        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
+    )
+    .await;
+    write(
+        &setup.source.join("batch-01.parquet"),
+        &impressions(1, 40_000, None),
+    );
+    // Tiny record batches: the first refresh is still running when the second arrives.
+    let slow = BTreeMap::from([(
+        "datafusion.execution.batch_size".to_string(),
+        "16".to_string(),
+    )]);
+    let first = client
+        .submit("REFRESH MATERIALIZED VIEW daily", &slow)
+        .await
+        .unwrap();
+    for statement in [
+        "REFRESH MATERIALIZED VIEW daily FULL",
+        "DROP MATERIALIZED VIEW daily",
+    ] {
+        let err = client.sql(statement).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("being refreshed by job {first}")),
+            "{statement}: {err}"
+        );
+    }
+    let status = client.wait(&first).await.unwrap();
+    assert_eq!(status.state, tally_client::JobState::Succeeded);
+    assert_same_results(
+        "view after the refresh that ran",
+        &recomputed(&setup.source, DEFINITION).await,
+        &sql(client, "SELECT * FROM daily").await.batches,
+        false,
+    );
+    // The lock is gone with the job.
+    let again = sql(client, "REFRESH MATERIALIZED VIEW daily").await;
+    assert_eq!(refreshed(&again).0, "none (nothing new)");
+    setup.cluster.shutdown().await;
+}
