@@ -44,8 +44,27 @@ impl CoordinatorError {
     pub fn from_datafusion(err: DataFusionError) -> Self {
         match err.find_root() {
             DataFusionError::Internal(msg) => CoordinatorError::Internal(msg.clone()),
-            root => CoordinatorError::Query(one_line(&root.to_string())),
+            root => CoordinatorError::Query(with_hint(one_line(&root.to_string()))),
         }
+    }
+}
+
+/// What to do, after the messages where DataFusion only says what is wrong.
+fn with_hint(message: String) -> String {
+    let unknown_table = message
+        .strip_prefix("table '")
+        .and_then(|rest| rest.strip_suffix("' not found"));
+    match unknown_table {
+        Some(qualified) => {
+            // Tally has one catalog and one schema: drop their default names.
+            let name = qualified.strip_prefix("datafusion.").unwrap_or(qualified);
+            let name = name.strip_prefix("public.").unwrap_or(name);
+            format!(
+                "table {name} not found: `tally tables` lists the tables; register one with \
+                 --table {name}=PATH or CREATE EXTERNAL TABLE"
+            )
+        }
+        None => message,
     }
 }
 

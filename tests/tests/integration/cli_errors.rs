@@ -51,7 +51,9 @@ fn common_failures_of_an_embedded_cluster_are_one_exact_line() {
         (
             "unknown table",
             vec!["sql", "--workers", "1", "-e", "SELECT * FROM nope"],
-            "error: table 'datafusion.public.nope' not found".to_string(),
+            "error: table nope not found: `tally tables` lists the tables; register one with \
+             --table nope=PATH or CREATE EXTERNAL TABLE"
+                .to_string(),
         ),
         (
             "bad path",
