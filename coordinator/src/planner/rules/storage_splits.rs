@@ -8,7 +8,7 @@
 //!
 //! at most `tally.split_bytes` (128 MiB, as Spark's `maxPartitionBytes`), smaller when that
 //! leaves some of the cluster's partitions without work (Spark's bytes per core), but not
-//! below DataFusion's own threshold for splitting a scan (10 MiB): a small table is one task.
+//! below DataFusion's own threshold for splitting a scan (1 MiB): a small table is one task.
 //!
 //! When a file is larger than a split, DataFusion's `FileGroupPartitioner` cuts the scan into
 //! `ceil(total / split)` byte ranges of equal size; otherwise the files stay whole, packed in
@@ -293,7 +293,7 @@ mod tests {
         const MIB: u64 = 1024 * 1024;
         let sizing = SplitSizing {
             max_bytes: 128 * MIB,
-            min_bytes: 10 * MIB,
+            min_bytes: MIB,
             partitions: 6,
         };
         assert_eq!(sizing.splits(1024 * MIB), 8, "at most 128 MiB a task");
@@ -302,7 +302,7 @@ mod tests {
             6,
             "50 MiB each keeps 6 partitions busy"
         );
-        assert_eq!(sizing.splits(30 * MIB), 3, "but no split under 10 MiB");
+        assert_eq!(sizing.splits(3 * MIB), 3, "but no split under 1 MiB");
         assert_eq!(sizing.splits(1000), 1);
         let small = SplitSizing {
             max_bytes: 100,
