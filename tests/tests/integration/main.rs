@@ -20,5 +20,6 @@ mod readme;
 mod recovery;
 mod security;
 mod shuffle;
+mod splits;
 mod tables;
 mod tpch;
