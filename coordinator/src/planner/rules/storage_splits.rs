@@ -77,13 +77,13 @@ impl PhysicalOptimizerRule for StorageSplits {
 
 /// How many bytes one scan task reads, from a job's settings.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SplitSizing {
+struct SplitSizing {
     /// `tally.split_bytes`.
-    pub max_bytes: u64,
+    max_bytes: u64,
     /// `datafusion.optimizer.repartition_file_min_size`.
-    pub min_bytes: u64,
+    min_bytes: u64,
     /// `datafusion.execution.target_partitions`: the tasks the cluster runs at once.
-    pub partitions: u64,
+    partitions: u64,
 }
 
 impl SplitSizing {
@@ -101,19 +101,19 @@ impl SplitSizing {
     }
 
     /// The bytes one task of a scan of `total` bytes reads.
-    pub(crate) fn split_bytes(&self, total: u64) -> u64 {
+    fn split_bytes(&self, total: u64) -> u64 {
         let per_partition = total.div_ceil(self.partitions.max(1));
         per_partition.max(self.min_bytes).min(self.max_bytes).max(1)
     }
 
     /// How many tasks read `total` bytes.
-    pub(crate) fn splits(&self, total: u64) -> usize {
+    fn splits(&self, total: u64) -> usize {
         total.div_ceil(self.split_bytes(total)).max(1) as usize
     }
 }
 
-/// Regroups every file scan of `plan` (but bucketed and ordered ones) as `sizing` says.
-pub(crate) fn split_scans(
+/// Regroups every file scan of `plan` but bucketed ones as `sizing` says.
+fn split_scans(
     plan: Arc<dyn ExecutionPlan>,
     sizing: &SplitSizing,
 ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -241,7 +241,6 @@ mod tests {
     use super::*;
     use crate::planner::test_support::{Tables, nodes, shown};
     use datafusion::arrow::array::RecordBatch;
-    use datafusion::execution::TaskContext;
     use datafusion::physical_expr::Partitioning;
     use datafusion::physical_plan::collect_partitioned;
 
@@ -278,7 +277,7 @@ mod tests {
 
     /// What the job's plan of `sql` answers, against single-node DataFusion's answer.
     async fn answers(tables: &Tables, sql: &str, settings: &[(&str, &str)]) -> (String, String) {
-        let (plan, task_ctx): (_, Arc<TaskContext>) = tables.job_plan(sql, settings).await;
+        let (plan, task_ctx) = tables.job_plan(sql, settings).await;
         let batches = datafusion::physical_plan::collect(plan, task_ctx)
             .await
             .unwrap();
