@@ -42,6 +42,10 @@ extensions_options! {
         /// Answer aggregations over a materialized view's source from the view's stored
         /// states when the view covers every current input and can answer the query.
         pub view_rewrite: bool, default = true
+        /// Most bytes one scan task reads: large files are split along row groups (byte
+        /// ranges), small files packed together; like Spark's 128 MiB. Applies in both
+        /// planners; bucketed tables keep one task per bucket.
+        pub split_bytes: usize, default = 128 * 1024 * 1024
     }
 }
 
@@ -73,6 +77,9 @@ impl Rules {
             .get::<TallyOptions>()
             .cloned()
             .unwrap_or_default();
+        if tally.split_bytes == 0 {
+            return Err("tally.split_bytes = 0: a scan task needs at least 1 byte".to_string());
+        }
         match tally.planner.to_ascii_lowercase().as_str() {
             "naive" => Ok(Self::naive()),
             "minimized" | "" => Ok(Self {
@@ -160,6 +167,11 @@ mod tests {
             rules(&[("tally.compression", "gzip")])
                 .unwrap_err()
                 .contains("tally.compression")
+        );
+        assert!(
+            rules(&[("tally.split_bytes", "0")])
+                .unwrap_err()
+                .contains("tally.split_bytes")
         );
         assert!(rules(&[("tally.no_such_rule", "1")]).is_err());
     }

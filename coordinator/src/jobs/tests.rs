@@ -35,6 +35,8 @@ struct Cluster {
     transport: Arc<InProcessTransport>,
     calls: mpsc::UnboundedReceiver<WorkerCall>,
     tables: Tables,
+    /// `tally.split_bytes` for one task per file of `t`, the shape these tests drive.
+    split_per_file: String,
     /// Calls received while waiting for others, still to be looked at.
     backlog: Vec<WorkerCall>,
 }
@@ -65,12 +67,18 @@ async fn cluster(workers: usize, limits: JobLimits) -> Cluster {
         50,
     )
     .await;
+    let largest_file = std::fs::read_dir(tables.dir().join("t"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
     Cluster {
         manager,
         workers: registry,
         transport,
         calls,
         tables,
+        split_per_file: largest_file.to_string(),
         backlog: Vec::new(),
     }
 }
@@ -84,9 +92,11 @@ fn limits() -> JobLimits {
 
 impl Cluster {
     async fn start(&self, sql: &str, settings: &[(&str, &str)]) -> JobId {
+        let one_file = [("tally.split_bytes", self.split_per_file.as_str())];
         let settings = JobSettings(
-            settings
+            one_file
                 .iter()
+                .chain(settings)
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         );

@@ -1,6 +1,9 @@
 //! From a DataFusion physical plan to a distributed plan. Tally's rules (one file each under
 //! `rules/`) run as one ordered pipeline, readable top to bottom in this file:
 //!
+//! 0. While DataFusion plans, before its own physical optimizer rules (installed by the job's
+//!    session, `sql/session.rs`): `storage_splits` regroups every file scan into tasks of
+//!    about `tally.split_bytes`, so DataFusion places exchanges for those task counts.
 //! 1. On the single-node plan (`rewrite`): `colocated_joins` (bucketed scans keep their
 //!    buckets), `distributable_joins` (every join partitioned or broadcast), `eager_aggregation`
 //!    (partial aggregates below joins), `compact_distinct` (distinct states as compact sets),

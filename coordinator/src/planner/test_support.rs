@@ -1,7 +1,7 @@
 //! Helpers shared by the planner's rule tests: a session with tables written as Parquet (so
-//! plans carry real statistics), as bucketed Parquet, or held in memory with a chosen number
-//! of partitions; a query planned as DataFusion or as Tally would plan it; the nodes of a
-//! plan; and an answer as text.
+//! plans carry real statistics), as one Parquet file of several row groups, as one CSV file,
+//! as bucketed Parquet, or held in memory with a chosen number of partitions; a query planned
+//! as DataFusion or as Tally would plan it; the nodes of a plan; and an answer as text.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,12 +10,17 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
+use datafusion::execution::TaskContext;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tally_common::bucketing::{BucketSpec, BucketedParquetWriter};
 
 use crate::options::Rules;
 use crate::planner::rewrite;
+use crate::planner::rules::storage_splits::STORAGE_SPLITS;
 use crate::sql::catalog::register_table;
 use crate::sql::session::{JobSettings, base_config, job_session};
 
@@ -113,6 +118,91 @@ impl Tables {
             .unwrap();
     }
 
+    /// Adds table `name`, the rows of `query` written as one Parquet file of
+    /// `rows_per_group`-row row groups; returns the file's size in bytes.
+    pub(crate) async fn add_parquet_file(
+        &self,
+        name: &str,
+        query: &str,
+        rows_per_group: usize,
+    ) -> u64 {
+        let frame = self.ctx.sql(query).await.unwrap();
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let path = self.dir.join(format!("{name}.parquet"));
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(rows_per_group))
+            .build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).unwrap();
+        for batch in frame.collect().await.unwrap() {
+            writer.write(&batch).unwrap();
+        }
+        writer.close().unwrap();
+        register_table(&self.ctx, name, &path.to_string_lossy(), None)
+            .await
+            .unwrap();
+        std::fs::metadata(&path).unwrap().len()
+    }
+
+    /// Adds table `name`, the rows of `query` written as one CSV file with a header row;
+    /// returns the file's size in bytes.
+    pub(crate) async fn add_csv_file(&self, name: &str, query: &str) -> u64 {
+        let path = self.dir.join(format!("{name}.csv"));
+        std::fs::create_dir_all(&self.dir).unwrap();
+        self.ctx
+            .sql(&format!("COPY ({query}) TO '{}'", path.display()))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        register_table(&self.ctx, name, &path.to_string_lossy(), None)
+            .await
+            .unwrap();
+        std::fs::metadata(&path).unwrap().len()
+    }
+
+    /// The physical plan of `sql` in a job's session with `settings` on 3 workers (6 target
+    /// partitions), before Tally's rewrites, and that session's task context.
+    pub(crate) async fn job_plan(
+        &self,
+        sql: &str,
+        settings: &[(&str, &str)],
+    ) -> (Arc<dyn ExecutionPlan>, Arc<TaskContext>) {
+        self.plan_in_job(sql, settings, true).await
+    }
+
+    async fn plan_in_job(
+        &self,
+        sql: &str,
+        settings: &[(&str, &str)],
+        storage_splits: bool,
+    ) -> (Arc<dyn ExecutionPlan>, Arc<TaskContext>) {
+        let settings = JobSettings(
+            settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let session = job_session(&self.ctx, &settings, 6).unwrap();
+        let mut state = session.ctx.state();
+        if !storage_splits {
+            let rules = state
+                .physical_optimizers()
+                .iter()
+                .filter(|rule| rule.name() != STORAGE_SPLITS)
+                .cloned()
+                .collect();
+            state = SessionStateBuilder::new_from_existing(state)
+                .with_physical_optimizer_rules(rules)
+                .build();
+        }
+        let logical = state.create_logical_plan(sql).await.unwrap();
+        let physical = state.create_physical_plan(&logical).await.unwrap();
+        (physical, Arc::new(TaskContext::from(&state)))
+    }
+
     /// DataFusion's physical plan of `sql`, before any of Tally's rules.
     pub(crate) async fn physical(&self, sql: &str) -> Arc<dyn ExecutionPlan> {
         let frame = self.ctx.sql(sql).await.unwrap();
@@ -125,23 +215,21 @@ impl Tables {
         pretty_format_batches(&batches).unwrap().to_string()
     }
 
-    /// The plan Tally's rules make of `sql` with `settings`, and its answer.
+    /// The plan Tally's rules make of `sql` with `settings`, and its answer. Scans keep one
+    /// partition per file, as DataFusion lists them (the `storage_splits` rule is off): the
+    /// other rules' tests need several scan partitions from a few small files.
     pub(crate) async fn run(&self, sql: &str, settings: &[(&str, &str)]) -> (String, String) {
-        let settings = JobSettings(
-            settings
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        let session = job_session(&self.ctx, &settings, 6).unwrap();
-        let state = session.ctx.state();
-        let logical = state.create_logical_plan(sql).await.unwrap();
-        let physical = state.create_physical_plan(&logical).await.unwrap();
-        let rules = Rules::from_config(state.config().options()).unwrap();
+        let (physical, task_ctx) = self.plan_in_job(sql, settings, false).await;
+        let rules = Rules::from_config(task_ctx.session_config().options()).unwrap();
         let plan = rewrite(physical, &rules, 6).unwrap();
         let text = displayable(plan.as_ref()).indent(false).to_string();
-        let batches = collect(plan, session.ctx.task_ctx()).await.unwrap();
+        let batches = collect(plan, task_ctx).await.unwrap();
         (text, pretty_format_batches(&batches).unwrap().to_string())
+    }
+
+    /// Where this session's files are.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     fn empty(ctx: SessionContext) -> Self {

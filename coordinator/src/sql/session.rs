@@ -1,6 +1,7 @@
 //! The DataFusion session the coordinator plans with. Defaults differ from single-node
 //! DataFusion where distribution needs it: no round-robin repartitions (scan partitions are
-//! the tasks), and no dynamic filters (they would link operators across stages).
+//! the tasks, sized in bytes by the `storage_splits` rule this session runs first), and no
+//! dynamic filters (they would link operators across stages).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,14 +16,18 @@ use tally_common::ids::JobId;
 use crate::error::CoordinatorError;
 use crate::options::{Rules, TallyOptions};
 use crate::planner::rules::compact_distinct::SINGLE_DISTINCT_TO_GROUP_BY;
+use crate::planner::rules::storage_splits::plan_scans_by_bytes;
 use crate::planner::{DistributedPlan, plan_job};
 
 pub(crate) const TARGET_PARTITIONS: &str = "datafusion.execution.target_partitions";
 
 /// Settings Tally needs on the coordinator and on every worker. Work stealing between scan
 /// partitions assumes all partitions run in one process; a task runs just one. Uncorrelated
-/// scalar subqueries are planned as joins, which stages can carry.
-const DISTRIBUTED_SETTINGS: [(&str, &str); 5] = [
+/// scalar subqueries are planned as joins, which stages can carry. Scans are cut into tasks
+/// by the `storage_splits` rule alone: DataFusion's own file-scan repartitioning would cut
+/// them again into `target_partitions` ranges.
+const DISTRIBUTED_SETTINGS: [(&str, &str); 6] = [
+    ("datafusion.optimizer.repartition_file_scans", "false"),
     (
         "datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery",
         "false",
@@ -114,7 +119,7 @@ pub(crate) fn job_session(
     }
     // Workers need only DataFusion's settings; Tally's are baked into the stage plans.
     applied.retain(|key, _| !key.starts_with("tally."));
-    let ctx = SessionContext::new_with_state(state);
+    let ctx = SessionContext::new_with_state(plan_scans_by_bytes(state));
     if rules.compact_distinct {
         // DISTINCT aggregates stay whole, for the compact_distinct rule to give them states.
         ctx.remove_optimizer_rule(SINGLE_DISTINCT_TO_GROUP_BY);

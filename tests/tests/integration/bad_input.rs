@@ -223,6 +223,7 @@ fn cases() -> Vec<Case> {
         sql_with("SELECT 1", &[("datafusion.no_such", "1")], InvalidArgument, "datafusion.no_such"),
         sql_with("SELECT 1", &[("datafusion.execution.target_partitions", "many")], InvalidArgument, "many"),
         sql_with("SELECT 1", &[("tally.planner", "bogus")], InvalidArgument, "bogus"),
+        sql_with("SELECT 1", &[("tally.split_bytes", "0")], InvalidArgument, "tally.split_bytes = 0"),
         // Paths: outside the data roots, missing, not what they claim to be.
         sql("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", PermissionDenied, "/etc/passwd is outside the data roots"),
         sql("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://bucket/t/'", PermissionDenied, "not URLs"),

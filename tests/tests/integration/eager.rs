@@ -60,8 +60,12 @@ async fn eager_aggregation_plans_of_tpch_q3_q10_q18() {
     let cluster = tpch_cluster(3).await;
     let client = cluster.client().await.unwrap();
     // Broadcast joins off, as the large joins of scale 1 are: the pushed partial aggregates
-    // sit below the exchanges that feed the joins.
-    let partitioned = [("tally.broadcast_threshold_bytes", "0")];
+    // sit below the exchanges that feed the joins. No minimum split: every scan runs as one
+    // task per partition, as the large tables of scale 1 do.
+    let partitioned = [
+        ("tally.broadcast_threshold_bytes", "0"),
+        ("datafusion.optimizer.repartition_file_min_size", "0"),
+    ];
     for name in ["q3", "q10", "q18"] {
         let plan = explain(&client, name, &partitioned).await;
         assert!(plan.contains("eager_aggregation"), "{name}\n{plan}");

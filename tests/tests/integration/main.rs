@@ -20,6 +20,7 @@ mod readme;
 mod recovery;
 mod security;
 mod shuffle;
+mod splits;
 mod tables;
 mod tpch;
 mod views;

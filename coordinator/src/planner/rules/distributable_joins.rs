@@ -55,7 +55,8 @@ fn distributable_join(
         return if join.null_aware {
             single_task(plan.clone(), join.left(), join.right()).map(Some)
         } else {
-            partitioned(join, partitions).map(Some)
+            let partitioned = partitioned(join, partitions)?;
+            Ok(Some(as_many_partitions_as(plan, partitioned)))
         };
     }
     if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>()
@@ -106,6 +107,21 @@ fn single_task(
     join.replace_children(vec![left.clone(), right], recompute())
 }
 
+/// `rewritten`, gathered into one partition when `original` had one: DataFusion placed no
+/// merge above a join whose probe side was a single partition, and a parent may need one (a
+/// nested-loop join's build side, a final aggregation).
+fn as_many_partitions_as(
+    original: &Arc<dyn ExecutionPlan>,
+    rewritten: Arc<dyn ExecutionPlan>,
+) -> Arc<dyn ExecutionPlan> {
+    let single = original.output_partitioning().partition_count() == 1;
+    if single && rewritten.output_partitioning().partition_count() > 1 {
+        Arc::new(CoalescePartitionsExec::new(rewritten))
+    } else {
+        rewritten
+    }
+}
+
 fn strip_coalesce(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
     match plan.downcast_ref::<CoalescePartitionsExec>() {
         Some(coalesce) => coalesce.input().clone(),
@@ -153,6 +169,28 @@ mod tests {
                 shown(&rewritten)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_partitioned_join_below_a_nested_loop_join_keeps_its_single_partition() {
+        // TPC-H Q22's shape, with single-partition scans (small tables are one scan task):
+        // the anti join is the build side of the nested-loop join of the scalar subquery.
+        let tables = tables("VALUES (1, 10), (2, 20), (3, 30), (4, 40)").await;
+        let subquery_as_join =
+            "SET datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery = false";
+        tables.ctx.sql(subquery_as_join).await.unwrap();
+        let sql = "SELECT count(*) FROM small WHERE column2 > (SELECT avg(k) FROM big) \
+                   AND NOT EXISTS (SELECT 1 FROM big WHERE k = column1)";
+        let expected = tables.answer(tables.physical(sql).await).await;
+        let plan = tables.physical(sql).await;
+        assert_eq!(nodes(&plan, |_: &NestedLoopJoinExec| ()).len(), 1);
+        let rewritten = make_joins_distributable(plan, 4, true).unwrap();
+        assert!(
+            hash_joins(&rewritten).contains(&(PartitionMode::Partitioned, JoinType::LeftAnti)),
+            "{}",
+            shown(&rewritten)
+        );
+        assert_eq!(tables.answer(rewritten).await, expected);
     }
 
     #[tokio::test]

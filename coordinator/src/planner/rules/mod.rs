@@ -7,6 +7,7 @@ pub(crate) mod distributable_joins;
 pub(crate) mod eager_aggregation;
 pub(crate) mod final_placement;
 pub(crate) mod raw_row_aggregation;
+pub(crate) mod storage_splits;
 pub(crate) mod worker_combine;
 
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use datafusion::physical_plan::ExecutionPlan;
 
 /// What EXPLAIN notes on a stage, from the operators these rules put in its plan.
 pub(crate) fn stage_notes(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
-    let mut notes = compact_distinct::stage_notes(plan);
+    let mut notes = storage_splits::stage_notes(plan);
+    notes.extend(compact_distinct::stage_notes(plan));
     notes.extend(eager_aggregation::stage_notes(plan));
     notes
 }
