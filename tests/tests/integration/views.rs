@@ -481,6 +481,28 @@ async fn reports_over_the_source_are_answered_from_an_up_to_date_view() {
         false,
     );
 
+    // avg derived from a view that keeps only sums and counts (integers summed exactly).
+    sql(
+        client,
+        "CREATE MATERIALIZED VIEW totals AS SELECT country, sum(spend) AS spend, \
+         count(spend) AS paid, sum(clicks) AS clicks, count(clicks) AS counted \
+         FROM impressions GROUP BY country",
+    )
+    .await;
+    let averages = "SELECT country, avg(spend) AS mean_spend, sum(spend) AS spend, \
+                    avg(clicks) AS mean_clicks FROM impressions GROUP BY country";
+    let plan = explained(client, averages, &[]).await;
+    assert!(
+        plan.contains("answered from materialized view totals"),
+        "{plan}"
+    );
+    assert_same_results(
+        averages,
+        &recomputed(&setup.source, averages).await,
+        &sql(client, averages).await.batches,
+        false,
+    );
+
     // Where the view cannot answer exactly, the query reads the source.
     for query in [
         // A filter on a column that is not a dimension.

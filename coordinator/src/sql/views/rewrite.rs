@@ -8,19 +8,22 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::{TableType, provider_as_source};
 use datafusion::error::Result;
+use datafusion::logical_expr::expr::{AggregateFunction, Case};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 
-use super::definition::StateKind;
+use super::definition::{StateKind, ViewDefinition};
 use super::table::MaterializedViewTable;
 
 /// Rewrites every aggregation in `plan` that one of `views` can answer; returns the plan and
@@ -88,15 +91,25 @@ fn answer_from(
         .iter()
         .map(|a| unqualified(Expr::AggregateFunction(a.function.clone())))
         .collect::<Result<_>>()?;
-    let mut aggregates = Vec::new();
+    let mut outputs = Vec::new();
     for expr in &aggregate.aggr_expr {
         let Expr::AggregateFunction(function) = expr.clone().unalias_nested().data else {
             return Ok(None);
         };
-        let wanted = unqualified(Expr::AggregateFunction(function))?;
+        let wanted = unqualified(Expr::AggregateFunction(function.clone()))?;
         match kept.iter().position(|k| *k == wanted) {
-            Some(index) => aggregates.push(index),
-            None => return Ok(None),
+            Some(index) => outputs.push(Output::Kept(index)),
+            None => match average_from_sum_and_count(&function, definition)? {
+                Some(output) => outputs.push(output),
+                None => return Ok(None),
+            },
+        }
+    }
+    // Each stored aggregate once, in the order the outputs first need it.
+    let mut aggregates: Vec<usize> = Vec::new();
+    for needed in outputs.iter().flat_map(Output::needs) {
+        if !aggregates.contains(&needed) {
+            aggregates.push(needed);
         }
     }
     // DataFusion's HyperLogLog serializes per-group sketches in a form its single-group
@@ -113,28 +126,94 @@ fn answer_from(
     )?);
     // The same fields, types and qualifiers the aggregation had, so the plan above it reads
     // them unchanged.
-    let fields = rollup.schema.fields();
-    if fields.len() != aggregate.schema.fields().len()
-        || fields
-            .iter()
-            .zip(aggregate.schema.fields())
-            .any(|(ours, theirs)| ours.data_type() != theirs.data_type())
-    {
-        return Ok(None);
-    }
-    let columns: Vec<Expr> = fields
+    let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    let stored = |index: usize| column(&definition.aggregates[index].name);
+    let values = rollup
+        .groups
         .iter()
+        .map(|&g| column(&definition.dimensions[g].name))
+        .chain(outputs.iter().map(|output| match output {
+            Output::Kept(index) => stored(*index),
+            Output::Average { sum, count } => Expr::Case(Case::new(
+                None,
+                vec![(
+                    Box::new(stored(*count).eq(lit(0i64))),
+                    Box::new(lit(ScalarValue::Float64(None))),
+                )],
+                Some(Box::new(
+                    cast(stored(*sum), DataType::Float64) / cast(stored(*count), DataType::Float64),
+                )),
+            )),
+        }));
+    let columns: Vec<Expr> = values
         .zip(aggregate.schema.iter())
-        .map(|(ours, (qualifier, theirs))| {
-            Expr::Column(Column::new_unqualified(ours.name()))
-                .alias_qualified(qualifier.cloned(), theirs.name())
-        })
+        .map(|(value, (qualifier, field))| value.alias_qualified(qualifier.cloned(), field.name()))
         .collect();
     let plan =
         LogicalPlanBuilder::scan(format!("{name}_states"), provider_as_source(rollup), None)?
             .project(columns)?
             .build()?;
-    Ok(Some(plan))
+    let same_types = plan
+        .schema()
+        .fields()
+        .iter()
+        .zip(aggregate.schema.fields())
+        .all(|(ours, theirs)| ours.data_type() == theirs.data_type());
+    Ok(same_types.then_some(plan))
+}
+
+/// A column of the answer: a stored aggregate as it is, or one derived from several.
+enum Output {
+    Kept(usize),
+    /// `avg(x)` from the view's `sum(x)` and `count(x)`.
+    Average {
+        sum: usize,
+        count: usize,
+    },
+}
+
+impl Output {
+    fn needs(&self) -> Vec<usize> {
+        match self {
+            Self::Kept(index) => vec![*index],
+            Self::Average { sum, count } => vec![*sum, *count],
+        }
+    }
+}
+
+/// `avg(x)` (of a type averaged as Float64) from a view that keeps `sum(x)` and `count(x)`.
+fn average_from_sum_and_count(
+    function: &AggregateFunction,
+    definition: &ViewDefinition,
+) -> Result<Option<Output>> {
+    let params = &function.params;
+    if function.func.name() != "avg" || params.distinct || params.filter.is_some() {
+        return Ok(None);
+    }
+    let [arg] = params.args.as_slice() else {
+        return Ok(None);
+    };
+    // avg(integer) reads its argument cast to Float64; the sum keeps the integers.
+    let arg = match arg {
+        Expr::Cast(cast) if cast.field.data_type() == &DataType::Float64 => cast.expr.as_ref(),
+        other => other,
+    };
+    let arg = unqualified(arg.clone())?;
+    let find = |kind: StateKind| -> Result<Option<usize>> {
+        for (index, kept) in definition.aggregates.iter().enumerate() {
+            if kept.kind == kind
+                && let [kept_arg] = kept.function.params.args.as_slice()
+                && unqualified(kept_arg.clone())? == arg
+            {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    };
+    Ok(match (find(StateKind::Sum)?, find(StateKind::Count)?) {
+        (Some(sum), Some(count)) => Some(Output::Average { sum, count }),
+        _ => None,
+    })
 }
 
 /// The table an aggregation reads and the conjuncts of the filters on the way, columns
