@@ -134,3 +134,43 @@ pub fn tally_binary() -> PathBuf {
     })
     .clone()
 }
+
+/// EXPLAIN's stage rows as text for plan snapshots, each scan shortened to the folder of its
+/// files (a table, or a materialized view's generation).
+pub fn explained_stages(result: &QueryResult) -> String {
+    use arrow::array::{Array, AsArray};
+    let mut text = String::new();
+    for batch in &result.batches {
+        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+        let (outputs, reads, plans) = (column("output"), column("reads"), column("plan"));
+        let (outputs, reads, plans) = (
+            outputs.as_string::<i32>(),
+            reads.as_string::<i32>(),
+            plans.as_string::<i32>(),
+        );
+        for row in 0..batch.num_rows() {
+            if outputs.value(row) == "job" {
+                continue;
+            }
+            text.push_str(&format!(
+                "output={} reads=[{}]\n",
+                outputs.value(row),
+                reads.value(row)
+            ));
+            for line in plans.value(row).lines() {
+                let line = match line.find("DataSourceExec: ") {
+                    Some(at) => {
+                        let table = line.split('/').rev().nth(1).unwrap_or("?").to_string();
+                        format!("{}DataSourceExec: {table}", &line[..at])
+                    }
+                    None => line.to_string(),
+                };
+                text.push_str("  ");
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        assert!(plans.is_valid(0));
+    }
+    text
+}

@@ -2,57 +2,18 @@
 //! (snapshots of EXPLAIN), their answers, and the bytes they move against the same plans
 //! with the rule off.
 
+use tally_client::Client;
 use tally_client::tpch::TPCH_QUERIES;
-use tally_client::{Client, QueryResult};
 use tally_tests::compare::{assert_same_results, query_is_ordered};
-use tally_tests::harness::{datafusion_answer, run_with, tpch_cluster};
+use tally_tests::harness::{datafusion_answer, explained_stages, run_with, tpch_cluster};
 
 fn query(name: &str) -> &'static str {
     TPCH_QUERIES.iter().find(|(n, _)| *n == name).unwrap().1
 }
 
-/// EXPLAIN's stage rows, with scans shortened to their table.
-fn rendered(result: &QueryResult) -> String {
-    use arrow::array::{Array, AsArray};
-    let mut text = String::new();
-    for batch in &result.batches {
-        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
-        let (outputs, reads, plans) = (column("output"), column("reads"), column("plan"));
-        let (outputs, reads, plans) = (
-            outputs.as_string::<i32>(),
-            reads.as_string::<i32>(),
-            plans.as_string::<i32>(),
-        );
-        for row in 0..batch.num_rows() {
-            if outputs.value(row) == "job" {
-                continue;
-            }
-            text.push_str(&format!(
-                "output={} reads=[{}]\n",
-                outputs.value(row),
-                reads.value(row)
-            ));
-            for line in plans.value(row).lines() {
-                let line = match line.find("DataSourceExec: ") {
-                    Some(at) => {
-                        let table = line.split('/').rev().nth(1).unwrap_or("?").to_string();
-                        format!("{}DataSourceExec: {table}", &line[..at])
-                    }
-                    None => line.to_string(),
-                };
-                text.push_str("  ");
-                text.push_str(&line);
-                text.push('\n');
-            }
-        }
-        assert!(plans.is_valid(0));
-    }
-    text
-}
-
 async fn explain(client: &Client, name: &str, settings: &[(&str, &str)]) -> String {
     let sql = format!("EXPLAIN {}", query(name));
-    rendered(&run_with(client, &sql, settings).await)
+    explained_stages(&run_with(client, &sql, settings).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

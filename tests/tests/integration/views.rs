@@ -785,3 +785,38 @@ async fn one_refresh_of_a_view_runs_at_a_time() {
     assert_eq!(refreshed(&again).0, "none (nothing new)");
     setup.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plans_with_and_without_the_view_rewrite() {
+    use tally_tests::harness::explained_stages;
+
+    let setup = setup(&[("batch-00.parquet".to_string(), impressions(0, 400, None))]).await;
+    let client = &setup.client;
+    sql(
+        client,
+        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
+    )
+    .await;
+    let stages = |query: &'static str| async move {
+        explained_stages(&sql(client, &format!("EXPLAIN {query}")).await)
+    };
+    // Answered from the states: the scan reads the view's generation, not the source.
+    insta::assert_snapshot!(
+        "report_from_the_view",
+        stages(
+            "SELECT day, count(DISTINCT user_id) AS users, avg(spend) AS avg_spend \
+             FROM impressions WHERE clicks < 9 AND country = 'de' GROUP BY day"
+        )
+        .await
+    );
+    // A filter on a column the view does not keep: the source is read.
+    insta::assert_snapshot!(
+        "report_from_the_source",
+        stages(
+            "SELECT day, count(DISTINCT user_id) AS users FROM impressions \
+             WHERE clicks < 9 AND spend > 10 GROUP BY day"
+        )
+        .await
+    );
+    setup.cluster.shutdown().await;
+}
