@@ -228,6 +228,10 @@ impl ValueSet {
             (DELTAS, Self::Integers(members)) => {
                 let count = read_varint(&mut reader)?;
                 let before = members.len();
+                // The members arrive sorted: building a bitmap from them appends to its
+                // containers, where inserting one by one searches for each (merging the
+                // states of a view's refresh was dominated by those inserts).
+                let mut values = Vec::with_capacity(count.min(1 << 20) as usize);
                 let mut value = 0u64;
                 for i in 0..count {
                     let step = read_varint(&mut reader)?;
@@ -238,7 +242,14 @@ impl ValueSet {
                             .checked_add(step)
                             .ok_or_else(|| corrupt("delta past 64 bits"))?
                     };
-                    members.insert(value);
+                    values.push(value);
+                }
+                let other = RoaringTreemap::from_sorted_iter(values)
+                    .map_err(|_| corrupt("deltas out of order"))?;
+                if members.is_empty() {
+                    *members = other;
+                } else {
+                    *members |= other;
                 }
                 Ok(2 * (members.len() - before) as usize)
             }
