@@ -185,12 +185,9 @@ impl Catalog {
             self.data_roots.allow(&table.path);
             let loaded = async {
                 let view = CompiledView::compile(&self.base.state(), &manifest.query).await?;
-                self.install_view(
-                    &table.name,
-                    Path::new(&table.path),
-                    manifest,
-                    Arc::new(view),
-                )
+                let dir = Path::new(&table.path);
+                let states = self.open_view(dir, &manifest, Arc::new(view))?;
+                self.register_view(&table.name, dir, manifest, states)
             };
             if let Err(error) = loaded.await {
                 tracing::error!(view = %table.name, %error, "cannot load a recorded materialized view");
@@ -217,17 +214,6 @@ impl Catalog {
                 view: Some(manifest.clone()),
             })
             .await?;
-        self.register_view(name, dir, manifest, table)
-    }
-
-    fn install_view(
-        &self,
-        name: &str,
-        dir: &Path,
-        manifest: ViewManifest,
-        view: Arc<CompiledView>,
-    ) -> Result<(), CoordinatorError> {
-        let table = self.open_view(dir, &manifest, view)?;
         self.register_view(name, dir, manifest, table)
     }
 

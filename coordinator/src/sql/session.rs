@@ -168,14 +168,17 @@ impl JobSession {
         plan: Arc<dyn ExecutionPlan>,
         workers: usize,
     ) -> Result<DistributedPlan, CoordinatorError> {
-        let partitions = self
-            .ctx
+        plan_job(id, plan, &self.rules, self.partitions(), workers)
+            .map_err(CoordinatorError::from_datafusion)
+    }
+
+    /// Hash partitions per exchange (and scan tasks to aim for) in this job.
+    pub(crate) fn partitions(&self) -> usize {
+        self.ctx
             .state()
             .config()
             .options()
             .execution
-            .target_partitions;
-        plan_job(id, plan, &self.rules, partitions, workers)
-            .map_err(CoordinatorError::from_datafusion)
+            .target_partitions
     }
 }

@@ -15,6 +15,7 @@ use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::union::UnionExec;
@@ -103,14 +104,7 @@ impl ViewJobs {
                         .map(|d| d.name.clone())
                         .collect()
                 });
-                let partitions = session
-                    .ctx
-                    .state()
-                    .config()
-                    .options()
-                    .execution
-                    .target_partitions;
-                let buckets = buckets.unwrap_or(partitions.max(1));
+                let buckets = buckets.unwrap_or(session.partitions().max(1));
                 view.bucket_spec(&bucket_by, buckets)?;
                 let manifest = ViewManifest {
                     query,
@@ -571,9 +565,7 @@ fn rows_in(dir: &Path) -> Result<u64, CoordinatorError> {
         let path = entry.map_err(|e| io(&e))?.path();
         if path.extension().is_some_and(|e| e == "parquet") {
             let file = std::fs::File::open(&path).map_err(|e| io(&e))?;
-            let reader =
-                parquet::file::reader::SerializedFileReader::new(file).map_err(|e| io(&e))?;
-            use parquet::file::reader::FileReader;
+            let reader = SerializedFileReader::new(file).map_err(|e| io(&e))?;
             rows += reader.metadata().file_metadata().num_rows().max(0) as u64;
         }
     }

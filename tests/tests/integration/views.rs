@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use parquet::arrow::ArrowWriter;
 use tally_client::{Client, LocalCluster, LocalClusterOptions, QueryResult};
 use tally_coordinator::CoordinatorConfig;
 use tally_tests::compare::assert_same_results;
@@ -116,6 +116,17 @@ async fn setup(first: &[(String, RecordBatch)]) -> Setup {
     }
 }
 
+/// As `setup`, with the view `daily` of `DEFINITION` created.
+async fn setup_with_daily(first: &[(String, RecordBatch)]) -> Setup {
+    let setup = setup(first).await;
+    sql(
+        &setup.client,
+        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
+    )
+    .await;
+    setup
+}
+
 async fn sql(client: &Client, sql: &str) -> QueryResult {
     client
         .sql(sql)
@@ -134,6 +145,17 @@ async fn recomputed(source: &Path, query: &str) -> Vec<RecordBatch> {
     .await
     .unwrap();
     ctx.sql(query).await.unwrap().collect().await.unwrap()
+}
+
+/// `daily` answers what recomputing its definition from scratch answers.
+async fn assert_view_is_current(client: &Client, source: &Path, what: &str) {
+    let view = sql(client, "SELECT * FROM daily").await;
+    assert_same_results(
+        what,
+        &recomputed(source, DEFINITION).await,
+        &view.batches,
+        false,
+    );
 }
 
 /// (refresh kind, inputs read, inputs covered, groups) from a create or refresh answer.
@@ -194,14 +216,7 @@ async fn a_view_refreshed_batch_by_batch_equals_recomputation() {
             ("incremental", 1, batch + 1),
             "batch {batch}"
         );
-        let expected = recomputed(&setup.source, DEFINITION).await;
-        let view = sql(client, "SELECT * FROM daily").await;
-        assert_same_results(
-            &format!("view after batch {batch}"),
-            &expected,
-            &view.batches,
-            false,
-        );
+        assert_view_is_current(client, &setup.source, &format!("view after batch {batch}")).await;
     }
 
     // Nothing new: nothing runs, nothing changes.
@@ -260,8 +275,9 @@ async fn a_rewritten_day_is_reprocessed_by_range_and_a_full_refresh_recomputes()
     let groups_per_bucket: Vec<i64> = (0..4)
         .map(|b| {
             let file = std::fs::File::open(states.join(format!("bucket-{b:05}.parquet"))).unwrap();
-            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
-            parquet::file::reader::FileReader::metadata(&reader)
+            let reader =
+                datafusion::parquet::file::reader::SerializedFileReader::new(file).unwrap();
+            datafusion::parquet::file::reader::FileReader::metadata(&reader)
                 .file_metadata()
                 .num_rows()
         })
@@ -298,13 +314,7 @@ async fn a_rewritten_day_is_reprocessed_by_range_and_a_full_refresh_recomputes()
     let (kind, _, covered, _) = refreshed(&range);
     assert!(kind.starts_with("range"), "{kind}");
     assert_eq!(covered, 3);
-    let expected = recomputed(&setup.source, DEFINITION).await;
-    assert_same_results(
-        "view after reprocessing day 2",
-        &expected,
-        &sql(client, "SELECT * FROM daily").await.batches,
-        false,
-    );
+    assert_view_is_current(client, &setup.source, "view after reprocessing day 2").await;
     // The view is current again: an incremental refresh has nothing to do.
     let again = sql(client, "REFRESH MATERIALIZED VIEW daily").await;
     assert_eq!(refreshed(&again).0, "none (nothing new)");
@@ -315,24 +325,15 @@ async fn a_rewritten_day_is_reprocessed_by_range_and_a_full_refresh_recomputes()
     let full = sql(client, "REFRESH MATERIALIZED VIEW daily FULL").await;
     assert_eq!(refreshed(&full).0, "full");
     assert_eq!(refreshed(&full).2, 2);
-    assert_same_results(
-        "view after FULL",
-        &recomputed(&setup.source, DEFINITION).await,
-        &sql(client, "SELECT * FROM daily").await.batches,
-        false,
-    );
+    assert_view_is_current(client, &setup.source, "view after FULL").await;
     setup.cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_refresh_leaves_the_view_as_it_was() {
-    let setup = setup(&[("batch-00.parquet".to_string(), impressions(0, 300, None))]).await;
+    let setup =
+        setup_with_daily(&[("batch-00.parquet".to_string(), impressions(0, 300, None))]).await;
     let client = &setup.client;
-    sql(
-        client,
-        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
-    )
-    .await;
     let before = sql(client, "SELECT * FROM daily").await;
 
     // A new input that is not Parquet at all: the refresh fails on the workers.
@@ -360,12 +361,7 @@ async fn a_failed_refresh_leaves_the_view_as_it_was() {
     );
     let refresh = sql(client, "REFRESH MATERIALIZED VIEW daily").await;
     assert_eq!(refreshed(&refresh).1, 1);
-    assert_same_results(
-        "view after the fixed refresh",
-        &recomputed(&setup.source, DEFINITION).await,
-        &sql(client, "SELECT * FROM daily").await.batches,
-        false,
-    );
+    assert_view_is_current(client, &setup.source, "view after the fixed refresh").await;
     setup.cluster.shutdown().await;
 }
 
@@ -447,13 +443,9 @@ const FROM_VIEW: &str = "answered from materialized view daily";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reports_over_the_source_are_answered_from_an_up_to_date_view() {
-    let setup = setup(&[("batch-00.parquet".to_string(), impressions(0, 400, None))]).await;
+    let setup =
+        setup_with_daily(&[("batch-00.parquet".to_string(), impressions(0, 400, None))]).await;
     let client = &setup.client;
-    sql(
-        client,
-        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
-    )
-    .await;
 
     // A coarser grain, a filter on a dimension, exact distinct users merged across groups.
     let report = "SELECT i.day, count(DISTINCT user_id) AS users, sum(spend) AS spend, \
@@ -742,13 +734,9 @@ async fn a_worker_process_killed_mid_refresh_leaves_the_view_whole() {
 async fn one_refresh_of_a_view_runs_at_a_time() {
     use std::collections::BTreeMap;
 
-    let setup = setup(&[("batch-00.parquet".to_string(), impressions(0, 200, None))]).await;
+    let setup =
+        setup_with_daily(&[("batch-00.parquet".to_string(), impressions(0, 200, None))]).await;
     let client = &setup.client;
-    sql(
-        client,
-        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
-    )
-    .await;
     write(
         &setup.source.join("batch-01.parquet"),
         &impressions(1, 40_000, None),
@@ -774,12 +762,7 @@ async fn one_refresh_of_a_view_runs_at_a_time() {
     }
     let status = client.wait(&first).await.unwrap();
     assert_eq!(status.state, tally_client::JobState::Succeeded);
-    assert_same_results(
-        "view after the refresh that ran",
-        &recomputed(&setup.source, DEFINITION).await,
-        &sql(client, "SELECT * FROM daily").await.batches,
-        false,
-    );
+    assert_view_is_current(client, &setup.source, "view after the refresh that ran").await;
     // The lock is gone with the job.
     let again = sql(client, "REFRESH MATERIALIZED VIEW daily").await;
     assert_eq!(refreshed(&again).0, "none (nothing new)");
@@ -790,13 +773,9 @@ async fn one_refresh_of_a_view_runs_at_a_time() {
 async fn plans_with_and_without_the_view_rewrite() {
     use tally_tests::harness::explained_stages;
 
-    let setup = setup(&[("batch-00.parquet".to_string(), impressions(0, 400, None))]).await;
+    let setup =
+        setup_with_daily(&[("batch-00.parquet".to_string(), impressions(0, 400, None))]).await;
     let client = &setup.client;
-    sql(
-        client,
-        &format!("CREATE MATERIALIZED VIEW daily AS {DEFINITION}"),
-    )
-    .await;
     let stages = |query: &'static str| async move {
         explained_stages(&sql(client, &format!("EXPLAIN {query}")).await)
     };
