@@ -5,7 +5,7 @@
 //! A job that fails leaves the view exactly as it was (its half-written generation is
 //! removed), and one view is refreshed by one job at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +19,7 @@ use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::union::UnionExec;
-use tally_common::bucketing::BucketSinkExec;
+use tally_common::bucketing::{BucketSinkExec, bucket_file, bucket_of};
 use tally_common::ids::JobId;
 use tally_meta::{CoveredInput, ViewManifest};
 
@@ -28,7 +28,7 @@ use super::explain::to_ipc;
 use super::session::JobSession;
 use super::views::{
     CompiledView, InputChanges, RefreshMode, ViewStatement, answer_from_views, current_inputs,
-    generation_dir, now_ms, restrict_to,
+    generation_dir, inputs_of, now_ms, restrict_to, touched_buckets,
 };
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
@@ -51,6 +51,9 @@ struct RefreshWork {
     inputs_read: usize,
     /// The inputs the view covers once this refresh commits.
     covers: Vec<CoveredInput>,
+    /// Buckets no new input can change: their files are carried into the next generation
+    /// as they are (hard links), not rewritten.
+    carried: BTreeSet<usize>,
 }
 
 impl ViewJobs {
@@ -323,6 +326,7 @@ impl ViewJobs {
                 0,
                 &manifest.inputs,
                 manifest.groups,
+                0,
             )?;
             self.jobs
                 .insert_finished(id.clone(), sql.to_string(), answer.0, answer.1);
@@ -363,6 +367,8 @@ impl ViewJobs {
         let view = Arc::new(view);
         let inputs_read = work.inputs_read;
         let covers = work.covers;
+        let carried = work.carried;
+        let previous_dir = generation_dir(&dir, manifest.generation);
         let mode_name = match &mode {
             RefreshMode::Range(predicate) => format!("range ({predicate})"),
             other => other.as_str().to_string(),
@@ -374,6 +380,7 @@ impl ViewJobs {
             distributed,
             &session.rules,
             move || async move {
+                carry_buckets(&previous_dir, &states_dir, &carried)?;
                 let groups = rows_in(&states_dir)?;
                 let manifest = ViewManifest {
                     generation,
@@ -386,7 +393,16 @@ impl ViewJobs {
                     .commit_view(&name, &dir, manifest.clone(), view)
                     .await?;
                 remove_generations_before(&dir, generation.saturating_sub(1));
-                answer(&name, &mode_name, inputs_read, &manifest.inputs, groups).map(Some)
+                let rewritten = (manifest.buckets - carried.len()) as u64;
+                answer(
+                    &name,
+                    &mode_name,
+                    inputs_read,
+                    &manifest.inputs,
+                    groups,
+                    rewritten,
+                )
+                .map(Some)
             },
         );
         let jobs = self.jobs.clone();
@@ -433,6 +449,7 @@ impl ViewJobs {
                 keep: None,
                 inputs_read: current.len(),
                 covers: current,
+                carried: BTreeSet::new(),
             })),
             RefreshMode::Incremental => {
                 let rewritten = changes.rewritten();
@@ -456,11 +473,33 @@ impl ViewJobs {
                 let mut covers = manifest.inputs.clone();
                 covers.extend(changes.new.iter().cloned());
                 covers.sort();
+                let spec = view.bucket_spec(&manifest.bucket_by, manifest.buckets)?;
+                let carried: BTreeSet<usize> = match touched_buckets(view, &spec, &changes.new) {
+                    Some(touched) => (0..spec.buckets).filter(|b| !touched.contains(b)).collect(),
+                    None => BTreeSet::new(),
+                };
+                // Only the stored states of the buckets that change are read and merged.
+                let keep = match stored().await? {
+                    Some(stored) if !carried.is_empty() => {
+                        let files: HashSet<String> = inputs_of(&stored)
+                            .map_err(CoordinatorError::from_datafusion)?
+                            .into_iter()
+                            .map(|f| f.path)
+                            .filter(|path| {
+                                let name = path.rsplit('/').next().unwrap_or_default();
+                                bucket_of(name).is_some_and(|b| !carried.contains(&b))
+                            })
+                            .collect();
+                        restrict_to(stored, &files).map_err(CoordinatorError::from_datafusion)?
+                    }
+                    other => other,
+                };
                 Ok(Some(RefreshWork {
                     read,
-                    keep: stored().await?,
+                    keep,
                     inputs_read: changes.new.len(),
                     covers,
+                    carried,
                 }))
             }
             RefreshMode::Range(predicate) => {
@@ -505,6 +544,7 @@ impl ViewJobs {
                     keep,
                     inputs_read: paths.len(),
                     covers,
+                    carried: BTreeSet::new(),
                 }))
             }
         }
@@ -555,6 +595,29 @@ fn range_predicates(
     Ok((over_states, over_source))
 }
 
+/// Puts the files of the `carried` buckets of `from` into `to` in place of the empty files
+/// their tasks wrote (they received no rows): hard links, so nothing is copied.
+fn carry_buckets(
+    from: &Path,
+    to: &Path,
+    carried: &BTreeSet<usize>,
+) -> Result<(), CoordinatorError> {
+    for &bucket in carried {
+        let (old, new) = (bucket_file(from, bucket), bucket_file(to, bucket));
+        let carried = std::fs::remove_file(&new).and_then(|_| {
+            std::fs::hard_link(&old, &new).or_else(|_| std::fs::copy(&old, &new).map(|_| ()))
+        });
+        carried.map_err(|e| {
+            CoordinatorError::Internal(format!(
+                "carrying {} into {}: {e}",
+                old.display(),
+                to.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Rows in the Parquet files of `dir` (one per group), from their footers.
 fn rows_in(dir: &Path) -> Result<u64, CoordinatorError> {
     let io = |e: &dyn std::fmt::Display| {
@@ -596,6 +659,7 @@ fn answer(
     inputs_read: usize,
     covers: &[CoveredInput],
     groups: u64,
+    buckets_rewritten: u64,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<u8>), CoordinatorError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("view", DataType::Utf8, false),
@@ -603,6 +667,7 @@ fn answer(
         Field::new("inputs_read", DataType::UInt64, false),
         Field::new("inputs_covered", DataType::UInt64, false),
         Field::new("groups", DataType::UInt64, false),
+        Field::new("buckets_rewritten", DataType::UInt64, false),
     ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -612,6 +677,7 @@ fn answer(
             Arc::new(UInt64Array::from(vec![inputs_read as u64])),
             Arc::new(UInt64Array::from(vec![covers.len() as u64])),
             Arc::new(UInt64Array::from(vec![groups])),
+            Arc::new(UInt64Array::from(vec![buckets_rewritten])),
         ],
     )
     .map_err(|e| CoordinatorError::Internal(e.to_string()))?;

@@ -799,3 +799,65 @@ async fn plans_with_and_without_the_view_rewrite() {
     );
     setup.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_of_one_day_rewrites_only_that_days_bucket() {
+    use std::os::unix::fs::MetadataExt;
+
+    let days: Vec<_> = (1..=3)
+        .map(|d| {
+            (
+                format!("day-{d}.parquet"),
+                impressions(d as u64, 300, Some(d)),
+            )
+        })
+        .collect();
+    let setup = setup(&days).await;
+    let client = &setup.client;
+    sql(
+        client,
+        &format!(
+            "CREATE MATERIALIZED VIEW daily WITH (bucket_by = 'day', buckets = 6) AS {DEFINITION}"
+        ),
+    )
+    .await;
+    let buckets_rewritten = |result: &QueryResult| {
+        let batch = &result.batches[0];
+        let column = batch.column(batch.schema().index_of("buckets_rewritten").unwrap());
+        column
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap()
+            .value(0)
+    };
+    let tables = setup.source.parent().unwrap().join("tables/daily");
+    let inode = |generation: u32, bucket: usize| {
+        let file = tables.join(format!("gen-{generation:06}/bucket-{bucket:05}.parquet"));
+        std::fs::metadata(file).unwrap().ino()
+    };
+
+    // Another batch of day 2: one bucket is merged, the others are carried as they were.
+    write(
+        &setup.source.join("day-2-b.parquet"),
+        &impressions(7, 200, Some(2)),
+    );
+    let refresh = sql(client, "REFRESH MATERIALIZED VIEW daily").await;
+    assert_eq!(buckets_rewritten(&refresh), 1);
+    let carried = (0..6).filter(|&b| inode(1, b) == inode(2, b)).count();
+    assert_eq!(carried, 5, "the untouched buckets are the previous files");
+    assert_view_is_current(client, &setup.source, "view after a one-day batch").await;
+
+    // A batch spanning days touches every bucket those days hash to.
+    write(
+        &setup.source.join("mixed.parquet"),
+        &impressions(8, 200, None),
+    );
+    let refresh = sql(client, "REFRESH MATERIALIZED VIEW daily").await;
+    assert_eq!(
+        buckets_rewritten(&refresh),
+        6,
+        "no statistics narrow a mixed file"
+    );
+    assert_view_is_current(client, &setup.source, "view after a mixed batch").await;
+    setup.cluster.shutdown().await;
+}

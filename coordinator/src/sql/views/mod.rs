@@ -9,6 +9,7 @@
 //! - `table.rs`: a view as a table (finalized where its bucket files are read).
 //! - `coverage.rs`: which source files are new, changed or gone.
 //! - `rewrite.rs`: aggregations over a view's source answered from its states.
+//! - `touched.rs`: which buckets new files can change, from their Parquet statistics.
 //!
 //! The jobs that create and refresh views, and their commits, are in `../view_jobs.rs`.
 
@@ -18,9 +19,11 @@ mod rewrite;
 mod statements;
 mod states;
 mod table;
+mod touched;
 
 pub(crate) use coverage::{InputChanges, coverage_summary, current_inputs, now_ms};
 pub(crate) use rewrite::answer_from_views;
 pub(crate) use statements::{RefreshMode, ViewStatement, parse_view_statement};
-pub(crate) use states::{CompiledView, restrict_to};
+pub(crate) use states::{CompiledView, inputs_of, restrict_to};
 pub(crate) use table::{MaterializedViewTable, generation_dir};
+pub(crate) use touched::touched_buckets;

@@ -333,8 +333,10 @@ pub(crate) fn restrict_to(
             for (i, file) in files.into_iter().enumerate() {
                 groups[i % count].push(file);
             }
+            // Regrouped files no longer hold one bucket per partition.
             let config = FileScanConfigBuilder::from(config.clone())
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_output_partitioning(None)
                 .build();
             Ok(Transformed::yes(
                 DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
