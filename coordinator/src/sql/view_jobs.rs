@@ -27,8 +27,8 @@ use super::catalog::Catalog;
 use super::explain::to_ipc;
 use super::session::JobSession;
 use super::views::{
-    CompiledView, InputChanges, RefreshMode, ViewStatement, answer_from_views, current_inputs,
-    generation_dir, inputs_of, now_ms, restrict_to, touched_buckets,
+    CompiledView, InputChanges, RefreshMode, ViewCandidate, ViewStatement, answer_from_views,
+    current_inputs, generation_dir, inputs_of, now_ms, restrict_to, touched_buckets,
 };
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
@@ -207,27 +207,33 @@ impl ViewJobs {
             Ok(TreeNodeRecursion::Continue)
         })
         .map_err(CoordinatorError::from_datafusion)?;
-        let mut fresh = Vec::new();
+        let mut candidates = Vec::new();
         for (name, view) in self.catalog.views() {
             if !sources.contains(&view.manifest.source) {
                 continue;
             }
-            // Only a view that covers exactly the source's current files answers for it.
-            let current = current_inputs(state, view.table.compiled()).await;
-            if let Ok((_, current)) = current
-                && InputChanges::between(&view.manifest.inputs, &current) == InputChanges::default()
-            {
-                fresh.push((name, view.table));
+            // A view whose covered files all stand unchanged answers, with the files it does
+            // not cover yet read alongside; one whose files changed or vanished does not.
+            let Ok((_, current)) = current_inputs(state, view.table.compiled()).await else {
+                continue;
+            };
+            let changes = InputChanges::between(&view.manifest.inputs, &current);
+            if changes.rewritten().is_empty() {
+                candidates.push(ViewCandidate {
+                    name,
+                    table: view.table,
+                    uncovered: changes.new.into_iter().map(|i| i.path).collect(),
+                });
             }
         }
-        if fresh.is_empty() {
+        if candidates.is_empty() {
             return Ok((plan, Vec::new()));
         }
         let analyzed = state
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(CoordinatorError::from_datafusion)?;
-        answer_from_views(analyzed, &fresh).map_err(CoordinatorError::from_datafusion)
+        answer_from_views(analyzed, &candidates).map_err(CoordinatorError::from_datafusion)
     }
 
     fn lock(&self, name: &str) -> Result<(), CoordinatorError> {

@@ -520,22 +520,33 @@ async fn reports_over_the_source_are_answered_from_an_up_to_date_view() {
     let off = explained(client, report, &[("tally.view_rewrite", "false")]).await;
     assert!(!off.contains(FROM_VIEW), "{off}");
 
-    // A stale view answers nothing until it is refreshed.
+    // A file the view does not cover yet is read alongside its states, exactly.
     write(
         &setup.source.join("batch-01.parquet"),
         &impressions(1, 100, None),
     );
-    assert!(!explained(client, report, &[]).await.contains(FROM_VIEW));
+    let plan = explained(client, report, &[]).await;
+    assert!(
+        plan.contains("daily plus 1 source file(s) it does not cover yet"),
+        "{plan}"
+    );
     assert_same_results(
-        "stale view, answered from the source",
+        "view plus an uncovered file",
         &recomputed(&setup.source, report).await,
         &sql(client, report).await.batches,
         true,
     );
     sql(client, "REFRESH MATERIALIZED VIEW daily").await;
-    assert!(explained(client, report, &[]).await.contains(FROM_VIEW));
+    let plan = explained(client, report, &[]).await;
+    assert!(plan.contains(FROM_VIEW) && !plan.contains("plus"), "{plan}");
+    // A covered file rewritten: the view no longer answers for the source.
+    write(
+        &setup.source.join("batch-01.parquet"),
+        &impressions(11, 120, None),
+    );
+    assert!(!explained(client, report, &[]).await.contains(FROM_VIEW));
     assert_same_results(
-        "refreshed view",
+        "a covered file changed: answered from the source",
         &recomputed(&setup.source, report).await,
         &sql(client, report).await.batches,
         true,

@@ -22,7 +22,7 @@ mod table;
 mod touched;
 
 pub(crate) use coverage::{InputChanges, coverage_summary, current_inputs, now_ms};
-pub(crate) use rewrite::answer_from_views;
+pub(crate) use rewrite::{ViewCandidate, answer_from_views};
 pub(crate) use statements::{RefreshMode, ViewStatement, parse_view_statement};
 pub(crate) use states::{CompiledView, inputs_of, restrict_to};
 pub(crate) use table::{MaterializedViewTable, generation_dir};

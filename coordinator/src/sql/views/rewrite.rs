@@ -6,6 +6,7 @@
 //! (the caller checks that); `tally.view_rewrite = false` turns the rule off. The plan then
 //! scans the view's `gen-<n>` state files instead of the source, which EXPLAIN shows.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
@@ -13,24 +14,28 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
+use datafusion::common::internal_datafusion_err;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::{TableType, provider_as_source};
 use datafusion::error::Result;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::expr::{AggregateFunction, Case};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
 
 use super::definition::{StateKind, ViewDefinition};
+use super::states::restrict_to;
 use super::table::MaterializedViewTable;
 
 /// Rewrites every aggregation in `plan` that one of `views` can answer; returns the plan and
 /// the names of the views used.
 pub(crate) fn answer_from_views(
     plan: LogicalPlan,
-    views: &[(String, Arc<MaterializedViewTable>)],
+    views: &[ViewCandidate],
 ) -> Result<(LogicalPlan, Vec<String>)> {
     let mut used = Vec::new();
     let plan = plan
@@ -38,9 +43,15 @@ pub(crate) fn answer_from_views(
             let LogicalPlan::Aggregate(aggregate) = &node else {
                 return Ok(Transformed::no(node));
             };
-            for (name, view) in views {
-                if let Some(answer) = answer_from(aggregate, name, view)? {
-                    used.push(name.clone());
+            for view in views {
+                if let Some(answer) = answer_from(aggregate, view)? {
+                    used.push(match view.uncovered.len() {
+                        0 => view.name.clone(),
+                        n => format!(
+                            "{} plus {n} source file(s) it does not cover yet",
+                            view.name
+                        ),
+                    });
                     return Ok(Transformed::yes(answer));
                 }
             }
@@ -50,12 +61,19 @@ pub(crate) fn answer_from_views(
     Ok((plan, used))
 }
 
-/// `aggregate` answered from `view`, when the view can answer it.
-fn answer_from(
-    aggregate: &Aggregate,
-    name: &str,
-    view: &Arc<MaterializedViewTable>,
-) -> Result<Option<LogicalPlan>> {
+/// A view a query may be answered from: one whose covered files are all unchanged. Source
+/// files it does not cover yet are read and their partial states merged with the view's.
+#[derive(Debug, Clone)]
+pub(crate) struct ViewCandidate {
+    pub name: String,
+    pub table: Arc<MaterializedViewTable>,
+    /// Paths of the source files the view does not cover yet.
+    pub uncovered: HashSet<String>,
+}
+
+/// `aggregate` answered from `candidate`, when the view can answer it.
+fn answer_from(aggregate: &Aggregate, candidate: &ViewCandidate) -> Result<Option<LogicalPlan>> {
+    let (name, view) = (&candidate.name, &candidate.table);
     let definition = &view.compiled().definition;
     let Some((source, query_filters)) = scan_and_filters(&aggregate.input) else {
         return Ok(None);
@@ -123,6 +141,7 @@ fn answer_from(
         groups,
         aggregates,
         conjunction(conditions),
+        candidate.uncovered.clone(),
     )?);
     // The same fields, types and qualifiers the aggregation had, so the plan above it reads
     // them unchanged.
@@ -291,6 +310,8 @@ struct ViewRollup {
     aggregates: Vec<usize>,
     /// Over the dimensions, by their view names.
     filter: Option<Expr>,
+    /// Source files read and merged with the stored states.
+    uncovered: HashSet<String>,
     schema: SchemaRef,
 }
 
@@ -300,6 +321,7 @@ impl ViewRollup {
         groups: Vec<usize>,
         aggregates: Vec<usize>,
         filter: Option<Expr>,
+        uncovered: HashSet<String>,
     ) -> Result<Self> {
         let compiled = view.compiled();
         let empty = Arc::new(EmptyExec::new(compiled.state_schema.clone()));
@@ -309,6 +331,7 @@ impl ViewRollup {
             groups,
             aggregates,
             filter,
+            uncovered,
             schema,
         })
     }
@@ -332,7 +355,19 @@ impl TableProvider for ViewRollup {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let compiled = self.view.compiled();
-        let states = self.view.states().scan(state, None, &[], None).await?;
+        let mut states = self.view.states().scan(state, None, &[], None).await?;
+        if !self.uncovered.is_empty() {
+            let session = state
+                .as_any()
+                .downcast_ref::<SessionState>()
+                .ok_or_else(|| internal_datafusion_err!("a view rollup plans in a SessionState"))?;
+            let source = session
+                .create_physical_plan(&compiled.definition.input)
+                .await?;
+            if let Some(new) = restrict_to(source, &self.uncovered)? {
+                states = UnionExec::try_new(vec![states, compiled.partial(new)?])?;
+            }
+        }
         let filter = match &self.filter {
             Some(filter) => {
                 let schema = DFSchema::try_from(compiled.state_schema.as_ref().clone())?;
