@@ -68,7 +68,9 @@ impl S3Options {
             if !OPTIONS.contains(&name) {
                 return Err(DataFusionError::Plan(format!(
                     "unknown table option '{key}': S3 tables take {}",
-                    OPTIONS.map(|o| format!("{TABLE_OPTION_PREFIX}{o}")).join(", ")
+                    OPTIONS
+                        .map(|o| format!("{TABLE_OPTION_PREFIX}{o}"))
+                        .join(", ")
                 )));
             }
             picked.insert(name.to_string(), value.clone());
@@ -157,9 +159,7 @@ pub fn s3_bucket(location: &str) -> Option<Result<String>> {
         .filter(|bucket| !bucket.is_empty())
         .map(str::to_string);
     Some(bucket.ok_or_else(|| {
-        DataFusionError::Plan(format!(
-            "{location}: an S3 location is s3://BUCKET/PREFIX/"
-        ))
+        DataFusionError::Plan(format!("{location}: an S3 location is s3://BUCKET/PREFIX/"))
     }))
 }
 
@@ -204,9 +204,13 @@ pub fn describe_error(bucket: &str, endpoint: &str, error: &object_store::Error)
     let refused = matches!(
         error,
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-    ) || ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"]
-        .iter()
-        .any(|code| chain.contains(code));
+    ) || [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+    ]
+    .iter()
+    .any(|code| chain.contains(code));
     if chain.contains("NoSuchBucket") {
         format!("bucket {bucket} does not exist at {endpoint}")
     } else if refused {
@@ -255,8 +259,14 @@ mod tests {
                    ('aws.access_key_id' 'AKIA1', 'AWS.SECRET_ACCESS_KEY' 'sec1', \
                    'aws.session_token' 'tok1', 'aws.region' 'eu-west-1')";
         let redacted = redact_secrets(sql);
-        assert!(!redacted.contains("sec1") && !redacted.contains("tok1"), "{redacted}");
-        assert!(redacted.contains("'AWS.SECRET_ACCESS_KEY' '***'"), "{redacted}");
+        assert!(
+            !redacted.contains("sec1") && !redacted.contains("tok1"),
+            "{redacted}"
+        );
+        assert!(
+            redacted.contains("'AWS.SECRET_ACCESS_KEY' '***'"),
+            "{redacted}"
+        );
         assert!(redacted.contains("'AKIA1'") && redacted.contains("'eu-west-1'"));
         assert_eq!(redact_secrets("SELECT 1"), "SELECT 1");
     }
