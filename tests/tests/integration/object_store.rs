@@ -293,6 +293,19 @@ async fn tally_processes_read_s3_tables_with_their_aws_environment() {
     let tables = client.list_tables().await.unwrap();
     assert_eq!(tables[0].path, format!("s3://{BUCKET}/sf001/lineitem/"));
 
+    // A table whose options carry the secret: the workers receive it with the job.
+    client
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE orders STORED AS PARQUET LOCATION 's3://{BUCKET}/sf001/orders/' {}",
+            moto.table_options(&moto.secret_access_key)
+        ))
+        .await
+        .unwrap();
+    let sql = "SELECT o_orderpriority, count(*) AS n FROM orders GROUP BY o_orderpriority";
+    let expected = datafusion_answer(sql).await;
+    let actual = client.sql(sql).await.unwrap();
+    assert_same_results(sql, &expected, &actual.batches, false);
+
     // Debug logs of the coordinator and the workers never hold the secret.
     for i in 0..2 {
         let worker_log = std::fs::read_to_string(dir.path().join(format!("worker-{i}.log")));
@@ -300,5 +313,9 @@ async fn tally_processes_read_s3_tables_with_their_aws_environment() {
     }
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("table registered"), "{log}");
-    assert!(!log.contains(&moto.secret_access_key));
+    let leaks: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&moto.secret_access_key))
+        .collect();
+    assert!(leaks.is_empty(), "{leaks:#?}");
 }
