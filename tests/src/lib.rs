@@ -5,5 +5,6 @@
 pub mod compare;
 pub mod etcd;
 pub mod harness;
+pub mod moto;
 pub mod process;
 pub mod raw_grpc;

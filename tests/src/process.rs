@@ -24,11 +24,26 @@ impl Process {
 
     /// As `start`, with `env` set for the process.
     pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Self, String) {
+        Self::spawn(name, args, env, Stdio::null())
+    }
+
+    /// As `start_with_env`, with the process's log (stderr) written to `log`.
+    pub fn start_logged(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> (Self, String) {
+        let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        Self::spawn(name, args, env, Stdio::from(file))
+    }
+
+    fn spawn(name: &str, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Self, String) {
         let mut child = Command::new(tally_binary())
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let mut stdout = BufReader::new(child.stdout.take().unwrap());

@@ -1,7 +1,7 @@
 //! Runs tasks: decodes the stage plan, executes one partition of it, and reports what it
 //! spooled and what it read to the coordinator.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::object_store::DefaultObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
@@ -21,6 +22,7 @@ use futures::TryStreamExt;
 use tally_common::codec::decode_plan;
 use tally_common::failure::FailureKind;
 use tally_common::ids::{JobId, TaskKey};
+use tally_common::object_stores::{ObjectStore, S3Options, register_bucket, split_settings};
 use tally_common::shuffle_env::ShuffleEnv;
 use tally_common::shuffle_reader::ShuffleReaderExec;
 use tally_common::shuffle_writer::{ShuffleWriterExec, SpooledPartition};
@@ -34,6 +36,8 @@ use crate::error::WorkerError;
 pub(crate) struct TaskExecutor {
     env: Arc<ShuffleEnv>,
     runtime: Arc<RuntimeEnv>,
+    /// S3 clients by bucket and options (`S3Options::to_setting`).
+    s3_clients: Mutex<HashMap<(String, String), Arc<dyn ObjectStore>>>,
     /// Bytes the memory pool holds, for the message of a task that ran out of it.
     memory_limit: usize,
     coordinator: CoordinatorLink,
@@ -85,6 +89,7 @@ impl TaskExecutor {
         Ok(Self {
             env,
             runtime,
+            s3_clients: Mutex::default(),
             memory_limit,
             coordinator,
             running: Mutex::default(),
@@ -299,8 +304,10 @@ impl TaskExecutor {
         task: &TaskKey,
         settings: &HashMap<String, String>,
     ) -> Result<Arc<TaskContext>, WorkerError> {
+        let (settings, buckets) = split_settings(settings)?;
+        let runtime = self.runtime_for(&buckets)?;
         // A task runs one partition alone: never let it steal its siblings' files.
-        let config = SessionConfig::from_string_hash_map(settings)?
+        let config = SessionConfig::from_string_hash_map(&settings)?
             .set_bool(
                 "datafusion.execution.enable_file_stream_work_stealing",
                 false,
@@ -308,11 +315,41 @@ impl TaskExecutor {
             .with_extension(self.env.clone());
         let state = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(self.runtime.clone())
+            .with_runtime_env(runtime)
             .with_default_features()
             .with_session_id(task.job_id.to_string())
             .build();
         Ok(state.task_ctx())
+    }
+
+    /// The worker's runtime, or for a job that reads S3 buckets, one that shares its memory
+    /// pool and disk with the buckets' clients added. A job's settings name the buckets with
+    /// their table options, so two jobs may read one bucket with different credentials;
+    /// clients are built once per bucket and options.
+    fn runtime_for(
+        &self,
+        buckets: &BTreeMap<String, S3Options>,
+    ) -> Result<Arc<RuntimeEnv>, WorkerError> {
+        if buckets.is_empty() {
+            return Ok(self.runtime.clone());
+        }
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+            .with_object_store_registry(Arc::new(DefaultObjectStoreRegistry::new()))
+            .build_arc()?;
+        let mut clients = self.s3_clients.lock().expect("S3 clients poisoned");
+        for (bucket, options) in buckets {
+            let key = options.to_setting(bucket);
+            let store = match clients.get(&key) {
+                Some(store) => store.clone(),
+                None => {
+                    let store = options.build(bucket)?;
+                    clients.insert(key, store.clone());
+                    store
+                }
+            };
+            register_bucket(&runtime, bucket, store);
+        }
+        Ok(runtime)
     }
 }
 

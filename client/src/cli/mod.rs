@@ -296,10 +296,12 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
 }
 
 /// Logs to stderr at `default_level` unless `RUST_LOG` says otherwise; colours only on a
-/// terminal, so redirected stderr holds plain text.
+/// terminal, so redirected stderr holds plain text. The SQL parser's debug lines echo whole
+/// statements, secrets in table options included: they are never on.
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+        .add_directive("sqlparser=info".parse().expect("a valid directive"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -1,8 +1,8 @@
-//! Tables: a name bound to Parquet or CSV files on the shared filesystem. The coordinator
-//! reads only their schemas and footers; workers read the data. The catalog keeps them in
-//! the planning session and records them in the cluster state.
+//! Tables: a name bound to Parquet or CSV files on the shared filesystem or in an S3 bucket.
+//! The coordinator reads only their schemas and footers; workers read the data. The catalog
+//! keeps them in the planning session and records them in the cluster state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -10,62 +10,16 @@ use arrow::datatypes::SchemaRef;
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::SessionContext;
 use tally_common::bucketing::BucketSpec;
+use tally_common::object_stores::{S3Options, s3_bucket};
 use tally_meta::{SharedMetaStore, TableRecord, ViewManifest};
 
 use super::bucketed_table::BucketedTable;
 use super::data_roots::DataRoots;
+use super::s3_tables::register_s3_table;
 use super::session::{base_config, base_runtime};
+pub use super::table_format::TableFormat;
 use super::views::{CompiledView, MaterializedViewTable, coverage_summary, generation_dir};
 use crate::error::CoordinatorError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TableFormat {
-    Parquet,
-    Csv,
-}
-
-impl TableFormat {
-    pub fn parse(format: &str) -> Result<Self, CoordinatorError> {
-        match format.to_ascii_lowercase().as_str() {
-            "parquet" => Ok(Self::Parquet),
-            "csv" => Ok(Self::Csv),
-            other => Err(CoordinatorError::Query(format!(
-                "unsupported table format '{other}': use parquet or csv"
-            ))),
-        }
-    }
-
-    /// A file by its extension; a folder by the files in it.
-    pub fn guess(path: &Path) -> Result<Self, CoordinatorError> {
-        let by_extension = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
-            Some(ext) if ext.eq_ignore_ascii_case("parquet") => Some(Self::Parquet),
-            Some(ext) if ext.eq_ignore_ascii_case("csv") => Some(Self::Csv),
-            _ => None,
-        };
-        if path.is_dir() {
-            let entries = std::fs::read_dir(path)
-                .map_err(|e| CoordinatorError::Query(format!("{}: {e}", path.display())))?;
-            for entry in entries.flatten() {
-                if let Some(format) = by_extension(&entry.path()) {
-                    return Ok(format);
-                }
-            }
-        } else if let Some(format) = by_extension(path) {
-            return Ok(format);
-        }
-        Err(CoordinatorError::Query(format!(
-            "cannot tell the format of {}: name files *.parquet or *.csv, or give the format",
-            path.display()
-        )))
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Parquet => "parquet",
-            Self::Csv => "csv",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub(crate) struct TableEntry {
@@ -105,6 +59,10 @@ pub(crate) struct Catalog {
     store: SharedMetaStore,
     /// Where tables may be read from and written to.
     pub data_roots: DataRoots,
+    /// The options of every S3 bucket a table was registered from, for the workers. Kept in
+    /// memory only: credentials never enter the cluster state, so after a restart these
+    /// tables read with the coordinator's environment.
+    buckets: Mutex<BTreeMap<String, S3Options>>,
 }
 
 impl Catalog {
@@ -114,7 +72,17 @@ impl Catalog {
             tables: Mutex::default(),
             store,
             data_roots,
+            buckets: Mutex::default(),
         }
+    }
+
+    /// The job settings that let workers read the S3 buckets of the tables (`tally.s3.*`).
+    pub(crate) fn bucket_settings(&self) -> Vec<(String, String)> {
+        let buckets = self.buckets.lock().expect("bucket list poisoned");
+        buckets
+            .iter()
+            .map(|(bucket, options)| options.to_setting(bucket))
+            .collect()
     }
 
     /// The session every job's session starts from.
@@ -137,7 +105,19 @@ impl Catalog {
         path: &str,
         format: Option<TableFormat>,
     ) -> Result<TableView, CoordinatorError> {
-        let entry = self.load(name, path, format).await?;
+        self.register_with(name, path, format, &HashMap::new())
+            .await
+    }
+
+    /// Registers a table with its options (`aws.*` for an S3 location).
+    pub(crate) async fn register_with(
+        &self,
+        name: &str,
+        path: &str,
+        format: Option<TableFormat>,
+        options: &HashMap<String, String>,
+    ) -> Result<TableView, CoordinatorError> {
+        let entry = self.load(name, path, format, options).await?;
         self.store
             .put_table(&TableRecord {
                 name: entry.name.clone(),
@@ -154,9 +134,32 @@ impl Catalog {
         name: &str,
         path: &str,
         format: Option<TableFormat>,
+        options: &HashMap<String, String>,
     ) -> Result<TableEntry, CoordinatorError> {
-        let path = self.data_roots.check(path)?;
-        let entry = register_table(&self.base, name, &path.to_string_lossy(), format).await?;
+        // Data roots guard the local filesystem; a bucket is guarded by its credentials.
+        let entry = match s3_bucket(path) {
+            Some(bucket) => {
+                let bucket = bucket.map_err(CoordinatorError::from_datafusion)?;
+                let options = S3Options::from_table_options(options)
+                    .map_err(CoordinatorError::from_datafusion)?;
+                check_table_name(name)?;
+                let (location, format) =
+                    register_s3_table(&self.base, name, path, &bucket, &options, format).await?;
+                let mut buckets = self.buckets.lock().expect("bucket list poisoned");
+                buckets.insert(bucket, options);
+                TableEntry {
+                    name: name.to_string(),
+                    path: PathBuf::from(location),
+                    format,
+                    bucketing: None,
+                    view: None,
+                }
+            }
+            None => {
+                let path = self.data_roots.check(path)?;
+                register_table(&self.base, name, &path.to_string_lossy(), format).await?
+            }
+        };
         tracing::info!(table = %entry.name, path = %entry.path.display(), format = entry.format.as_str(), "table registered");
         self.tables().insert(entry.name.clone(), entry.clone());
         Ok(entry)
@@ -175,7 +178,11 @@ impl Catalog {
         for table in tables {
             let format = TableFormat::parse(&table.format)?;
             self.data_roots.allow(&table.path);
-            if let Err(error) = self.load(&table.name, &table.path, Some(format)).await {
+            let no_options = HashMap::new();
+            let loaded = self
+                .load(&table.name, &table.path, Some(format), &no_options)
+                .await;
+            if let Err(error) = loaded {
                 tracing::error!(table = %table.name, %error, "cannot load a recorded table");
             }
         }
@@ -326,6 +333,15 @@ impl Catalog {
     }
 }
 
+pub(crate) fn check_table_name(name: &str) -> Result<(), CoordinatorError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(CoordinatorError::Query(format!(
+            "invalid table name '{name}': use letters, digits and _"
+        )));
+    }
+    Ok(())
+}
+
 /// Registers `path` as table `name` in `ctx`, replacing a table of the same name.
 pub(crate) async fn register_table(
     ctx: &SessionContext,
@@ -333,11 +349,7 @@ pub(crate) async fn register_table(
     path: &str,
     format: Option<TableFormat>,
 ) -> Result<TableEntry, CoordinatorError> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(CoordinatorError::Query(format!(
-            "invalid table name '{name}': use letters, digits and _"
-        )));
-    }
+    check_table_name(name)?;
     let path = std::fs::canonicalize(path).map_err(|e| {
         CoordinatorError::NotFound(format!("table {name}: cannot open {path}: {e}"))
     })?;

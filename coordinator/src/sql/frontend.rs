@@ -10,6 +10,7 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use tally_common::bucketing::BucketSinkExec;
 use tally_common::ids::JobId;
+use tally_common::object_stores::redact_secrets;
 
 use super::catalog::{Catalog, TableFormat};
 use super::ctas::{BucketedCtas, parse_bucketed_ctas};
@@ -67,11 +68,16 @@ impl SqlFrontend {
         }
         super::sql_guard::check_expression_depth(sql)?;
         let workers = self.workers.alive().len();
-        let session = job_session(
+        let mut session = job_session(
             self.catalog.base(),
             &settings,
             workers.max(1) * self.partitions_per_worker,
         )?;
+        // Workers read S3 tables with the clients and options the catalog has.
+        session
+            .worker_settings
+            .0
+            .extend(self.catalog.bucket_settings());
         if let Some(statement) = parse_view_statement(sql)? {
             return self.views.run(statement, sql, session, workers).await;
         }
@@ -95,7 +101,7 @@ impl SqlFrontend {
                 self.run_ddl(ddl, sql).await?;
                 self.jobs.insert_finished(
                     id.clone(),
-                    sql.to_string(),
+                    redact_secrets(sql),
                     Arc::new(Schema::empty()),
                     vec![],
                 );
@@ -166,6 +172,14 @@ impl SqlFrontend {
             .location
             .clone()
             .unwrap_or_else(|| self.table_dir.join(&ctas.name));
+        if dir.to_string_lossy().contains("://") {
+            return Err(CoordinatorError::Query(format!(
+                "cannot create table {} at {}: CREATE TABLE ... AS SELECT writes local folders \
+                 under the data roots only; S3 tables are read, not written, for now",
+                ctas.name,
+                dir.display()
+            )));
+        }
         let dir = self.catalog.data_roots.check(&dir.to_string_lossy())?;
         let occupied = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
         if occupied {
@@ -331,7 +345,7 @@ impl SqlFrontend {
                 };
                 let format = TableFormat::parse(&create.file_type)?;
                 self.catalog
-                    .register(create.name.table(), location, Some(format))
+                    .register_with(create.name.table(), location, Some(format), &create.options)
                     .await?;
                 Ok(())
             }

@@ -226,7 +226,10 @@ fn cases() -> Vec<Case> {
         sql_with("SELECT 1", &[("tally.split_bytes", "0")], InvalidArgument, "tally.split_bytes = 0"),
         // Paths: outside the data roots, missing, not what they claim to be.
         sql("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", PermissionDenied, "/etc/passwd is outside the data roots"),
-        sql("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://bucket/t/'", PermissionDenied, "not URLs"),
+        sql("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'file:///etc/'", PermissionDenied, "not URLs"),
+        // S3 locations that are refused before any request leaves the coordinator.
+        sql("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3:///t/'", InvalidArgument, "s3://BUCKET/PREFIX/"),
+        sql("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://bucket/t/' OPTIONS ('aws.secret' 'x')", InvalidArgument, "unknown table option 'aws.secret'"),
         made(|env| format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/../../../etc'", env.root.display()), PermissionDenied, "outside the data roots"),
         made(|env| format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/missing'", env.root.display()), NotFound, "missing"),
         made(|env| format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/fake.parquet'", env.root.display()), InvalidArgument, "fake.parquet"),

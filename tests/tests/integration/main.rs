@@ -14,6 +14,7 @@ mod explain;
 mod install_deps;
 mod limits;
 mod memory;
+mod object_store;
 mod planner;
 mod processes;
 mod readme;

@@ -1,0 +1,133 @@
+//! Tables at `s3://bucket/prefix/` (or one object): the bucket's client is registered in the
+//! planning session's runtime, its objects are listed once here so that a missing bucket or
+//! refused credentials fail the registration with one line, and the table is DataFusion's
+//! ListingTable over the store. The data roots do not apply: they guard local paths.
+
+use std::path::Path;
+
+use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tally_common::object_stores::{S3Options, describe_error, register_bucket};
+
+use super::table_format::TableFormat;
+use crate::error::CoordinatorError;
+
+/// Registers the objects at `location` in `bucket` as table `name`; returns the location
+/// as registered (a folder ends with `/`) and the format.
+pub(crate) async fn register_s3_table(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+    bucket: &str,
+    options: &S3Options,
+    format: Option<TableFormat>,
+) -> Result<(String, TableFormat), CoordinatorError> {
+    let store = options
+        .build(bucket)
+        .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))?;
+    let key = location
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.strip_prefix(bucket))
+        .unwrap_or("")
+        .trim_start_matches('/');
+    let one_object = TableFormat::of_file(Path::new(key)).is_some();
+    let (location, found) = if one_object {
+        (location.to_string(), Path::new(key).to_path_buf())
+    } else {
+        let folder = if location.ends_with('/') {
+            location.to_string()
+        } else {
+            format!("{location}/")
+        };
+        (
+            folder,
+            first_table_file(store.as_ref(), name, bucket, key, options).await?,
+        )
+    };
+    if one_object {
+        store
+            .head(&ObjectPath::from(key))
+            .await
+            .map_err(|e| refusal(name, bucket, options, &e))?;
+    }
+    let format = match format.or_else(|| TableFormat::of_file(&found)) {
+        Some(format) => format,
+        None => {
+            return Err(CoordinatorError::Query(format!(
+                "cannot tell the format of {location}: name objects *.parquet or *.csv, or give \
+                 the format"
+            )));
+        }
+    };
+    register_bucket(&ctx.runtime_env(), bucket, store);
+    ctx.deregister_table(name)
+        .map_err(CoordinatorError::from_datafusion)?;
+    let registered = match format {
+        TableFormat::Parquet => {
+            ctx.register_parquet(name, &location, ParquetReadOptions::default())
+                .await
+        }
+        TableFormat::Csv => {
+            let extension = if one_object { "" } else { ".csv" };
+            let options = CsvReadOptions::new().file_extension(extension);
+            ctx.register_csv(name, &location, options).await
+        }
+    };
+    registered.map_err(|e| {
+        CoordinatorError::Query(format!(
+            "table {name} at {location}: {}",
+            crate::error::one_line(&e.to_string())
+        ))
+    })?;
+    Ok((location, format))
+}
+
+/// The first object under `prefix` that is a table file (any object when none is named
+/// `*.parquet` or `*.csv`, for the format to be given); a missing bucket, refused
+/// credentials or an empty prefix are errors.
+async fn first_table_file(
+    store: &dyn ObjectStore,
+    name: &str,
+    bucket: &str,
+    prefix: &str,
+    options: &S3Options,
+) -> Result<std::path::PathBuf, CoordinatorError> {
+    let prefix = ObjectPath::from(prefix);
+    let objects: Vec<_> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| refusal(name, bucket, options, &e))?;
+    let names: Vec<&str> = objects.iter().map(|o| o.location.as_ref()).collect();
+    let table_file = names
+        .iter()
+        .find(|n| TableFormat::of_file(Path::new(n)).is_some())
+        .or(names.first());
+    match table_file {
+        Some(file) => Ok(Path::new(file).to_path_buf()),
+        None => Err(CoordinatorError::NotFound(format!(
+            "table {name}: no objects under s3://{bucket}/{prefix}"
+        ))),
+    }
+}
+
+fn refusal(
+    name: &str,
+    bucket: &str,
+    options: &S3Options,
+    error: &object_store::Error,
+) -> CoordinatorError {
+    let message = format!(
+        "table {name}: {}",
+        describe_error(bucket, &options.endpoint(), error)
+    );
+    match error {
+        object_store::Error::NotFound { .. } => CoordinatorError::NotFound(message),
+        _ if message.contains("refused the credentials") => CoordinatorError::Refused(message),
+        _ if message.contains("does not exist") => CoordinatorError::NotFound(message),
+        _ => CoordinatorError::Unavailable(message),
+    }
+}

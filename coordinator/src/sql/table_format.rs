@@ -1,0 +1,59 @@
+//! A table's file format: given, or told by the extension of its files.
+
+use std::path::Path;
+
+use crate::error::CoordinatorError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    Parquet,
+    Csv,
+}
+
+impl TableFormat {
+    pub fn parse(format: &str) -> Result<Self, CoordinatorError> {
+        match format.to_ascii_lowercase().as_str() {
+            "parquet" => Ok(Self::Parquet),
+            "csv" => Ok(Self::Csv),
+            other => Err(CoordinatorError::Query(format!(
+                "unsupported table format '{other}': use parquet or csv"
+            ))),
+        }
+    }
+
+    /// A file's format by its extension.
+    pub fn of_file(path: &Path) -> Option<Self> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("parquet") => Some(Self::Parquet),
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => Some(Self::Csv),
+            _ => None,
+        }
+    }
+
+    /// A file by its extension; a folder by the files in it.
+    pub fn guess(path: &Path) -> Result<Self, CoordinatorError> {
+        let by_extension = Self::of_file;
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| CoordinatorError::Query(format!("{}: {e}", path.display())))?;
+            for entry in entries.flatten() {
+                if let Some(format) = by_extension(&entry.path()) {
+                    return Ok(format);
+                }
+            }
+        } else if let Some(format) = by_extension(path) {
+            return Ok(format);
+        }
+        Err(CoordinatorError::Query(format!(
+            "cannot tell the format of {}: name files *.parquet or *.csv, or give the format",
+            path.display()
+        )))
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Csv => "csv",
+        }
+    }
+}
