@@ -127,6 +127,26 @@ async fn setup_with_daily(first: &[(String, RecordBatch)]) -> Setup {
     setup
 }
 
+/// A cluster whose source holds one file per day for days 1 to 3, and the view `daily`
+/// created `WITH (options)`.
+async fn three_days_with_daily(options: &str) -> Setup {
+    let days: Vec<_> = (1..=3)
+        .map(|d| {
+            (
+                format!("day-{d}.parquet"),
+                impressions(d as u64, 300, Some(d)),
+            )
+        })
+        .collect();
+    let setup = setup(&days).await;
+    sql(
+        &setup.client,
+        &format!("CREATE MATERIALIZED VIEW daily WITH ({options}) AS {DEFINITION}"),
+    )
+    .await;
+    setup
+}
+
 async fn sql(client: &Client, sql: &str) -> QueryResult {
     client
         .sql(sql)
@@ -247,24 +267,8 @@ async fn a_view_refreshed_batch_by_batch_equals_recomputation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rewritten_day_is_reprocessed_by_range_and_a_full_refresh_recomputes() {
-    let days: Vec<_> = (1..=3)
-        .map(|d| {
-            (
-                format!("day-{d}.parquet"),
-                impressions(d as u64, 300, Some(d)),
-            )
-        })
-        .collect();
-    let setup = setup(&days).await;
+    let setup = three_days_with_daily("bucket_by = 'campaign', buckets = 4").await;
     let client = &setup.client;
-    sql(
-        client,
-        &format!(
-            "CREATE MATERIALIZED VIEW daily WITH (bucket_by = 'campaign', buckets = 4) AS \
-             {DEFINITION}"
-        ),
-    )
-    .await;
 
     // Each of the 4 buckets is written by its own task, with the groups that hash to it.
     let states = setup
@@ -815,23 +819,8 @@ async fn plans_with_and_without_the_view_rewrite() {
 async fn a_batch_of_one_day_rewrites_only_that_days_bucket() {
     use std::os::unix::fs::MetadataExt;
 
-    let days: Vec<_> = (1..=3)
-        .map(|d| {
-            (
-                format!("day-{d}.parquet"),
-                impressions(d as u64, 300, Some(d)),
-            )
-        })
-        .collect();
-    let setup = setup(&days).await;
+    let setup = three_days_with_daily("bucket_by = 'day', buckets = 6").await;
     let client = &setup.client;
-    sql(
-        client,
-        &format!(
-            "CREATE MATERIALIZED VIEW daily WITH (bucket_by = 'day', buckets = 6) AS {DEFINITION}"
-        ),
-    )
-    .await;
     let buckets_rewritten = |result: &QueryResult| {
         let batch = &result.batches[0];
         let column = batch.column(batch.schema().index_of("buckets_rewritten").unwrap());
