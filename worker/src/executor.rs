@@ -256,6 +256,15 @@ impl TaskExecutor {
                 }
                 keep
             });
+        // An aborted task stops at its next await; one caught in the middle of a write can
+        // still put files in the job's folder after this sweep, so sweep again shortly after.
+        let (spool, dropped) = (self.env.spool.clone(), job.clone());
+        self.runtime_handle.spawn(async move {
+            for delay_ms in [200, 1_000] {
+                tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                let _ = spool.remove_job(&dropped);
+            }
+        });
         Ok(self.env.spool.remove_job(job)?)
     }
 
