@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
-use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::SessionContext;
 use tally_common::bucketing::BucketSpec;
 use tally_common::object_stores::{S3Options, s3_bucket};
@@ -363,26 +362,15 @@ pub(crate) async fn register_table(
     } else {
         location
     };
-    ctx.deregister_table(name)
-        .map_err(CoordinatorError::from_datafusion)?;
-    let registered = match format {
-        TableFormat::Parquet => {
-            ctx.register_parquet(name, &location, ParquetReadOptions::default())
-                .await
-        }
-        TableFormat::Csv => {
-            let options =
-                CsvReadOptions::new().file_extension(if path.is_dir() { ".csv" } else { "" });
-            ctx.register_csv(name, &location, options).await
-        }
-    };
-    registered.map_err(|e| {
-        CoordinatorError::Query(format!(
-            "table {name} at {}: {}",
-            path.display(),
-            crate::error::one_line(&e.to_string())
-        ))
-    })?;
+    format
+        .register(
+            ctx,
+            name,
+            &location,
+            !path.is_dir(),
+            &path.display().to_string(),
+        )
+        .await?;
     let bucketing = match format {
         TableFormat::Parquet if path.is_dir() => {
             BucketSpec::read(&path).map_err(CoordinatorError::from_datafusion)?

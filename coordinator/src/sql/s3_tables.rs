@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -63,25 +62,9 @@ pub(crate) async fn register_s3_table(
         }
     };
     register_bucket(&ctx.runtime_env(), bucket, store);
-    ctx.deregister_table(name)
-        .map_err(CoordinatorError::from_datafusion)?;
-    let registered = match format {
-        TableFormat::Parquet => {
-            ctx.register_parquet(name, &location, ParquetReadOptions::default())
-                .await
-        }
-        TableFormat::Csv => {
-            let extension = if one_object { "" } else { ".csv" };
-            let options = CsvReadOptions::new().file_extension(extension);
-            ctx.register_csv(name, &location, options).await
-        }
-    };
-    registered.map_err(|e| {
-        CoordinatorError::Query(format!(
-            "table {name} at {location}: {}",
-            crate::error::one_line(&e.to_string())
-        ))
-    })?;
+    format
+        .register(ctx, name, &location, one_object, &location)
+        .await?;
     Ok((location, format))
 }
 

@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
+use datafusion::prelude::SessionContext;
+
 use crate::error::CoordinatorError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,5 +58,38 @@ impl TableFormat {
             Self::Parquet => "parquet",
             Self::Csv => "csv",
         }
+    }
+}
+
+impl TableFormat {
+    /// Registers the files at `location` (a folder, or one file when `one_file`) as table
+    /// `name` in `ctx`, replacing a table of that name; `shown` names the location in errors.
+    pub(crate) async fn register(
+        self,
+        ctx: &SessionContext,
+        name: &str,
+        location: &str,
+        one_file: bool,
+        shown: &str,
+    ) -> Result<(), CoordinatorError> {
+        ctx.deregister_table(name)
+            .map_err(CoordinatorError::from_datafusion)?;
+        let registered = match self {
+            TableFormat::Parquet => {
+                ctx.register_parquet(name, location, ParquetReadOptions::default())
+                    .await
+            }
+            TableFormat::Csv => {
+                let extension = if one_file { "" } else { ".csv" };
+                let options = CsvReadOptions::new().file_extension(extension);
+                ctx.register_csv(name, location, options).await
+            }
+        };
+        registered.map_err(|e| {
+            CoordinatorError::Query(format!(
+                "table {name} at {shown}: {}",
+                crate::error::one_line(&e.to_string())
+            ))
+        })
     }
 }
