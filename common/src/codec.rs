@@ -25,6 +25,9 @@ use crate::bucketing::BucketSinkExec;
 use crate::distinct::udaf_by_name;
 use crate::ids::{JobId, StageId};
 use crate::ipc::{schema_from_bytes, schema_to_bytes};
+use crate::kafka::{
+    KafkaOptions, KafkaScanExec, KafkaTopic, OffsetRange, OnMalformed, ValueFormat,
+};
 use crate::shuffle_reader::{ReadMode, ShuffleReaderExec};
 use crate::shuffle_writer::ShuffleWriterExec;
 use crate::spool::SpoolLocation;
@@ -88,6 +91,7 @@ impl PhysicalExtensionCodec for TallyCodec {
                     sink.dir.into(),
                 )))
             }
+            Node::KafkaScan(scan) => Ok(Arc::new(kafka_scan_from_proto(scan)?)),
             Node::Reader(reader) => {
                 let schema = schema_from_bytes(&reader.schema)?;
                 let mode = ReadMode {
@@ -142,6 +146,8 @@ impl PhysicalExtensionCodec for TallyCodec {
                 compression: pb::Compression::from(reader.mode().compression) as i32,
                 broadcast: reader.mode().broadcast,
             })
+        } else if let Some(scan) = node.downcast_ref::<KafkaScanExec>() {
+            Node::KafkaScan(kafka_scan_to_proto(scan)?)
         } else if let Some(sink) = node.downcast_ref::<BucketSinkExec>() {
             Node::BucketSink(pb::BucketSinkNode {
                 dir: sink.dir().to_string_lossy().to_string(),
@@ -164,6 +170,60 @@ impl PhysicalExtensionCodec for TallyCodec {
             decode_error(format!("no aggregate function named {name} on this worker"))
         })
     }
+}
+
+fn kafka_scan_to_proto(scan: &KafkaScanExec) -> Result<pb::KafkaScanNode> {
+    let options = scan.options();
+    Ok(pb::KafkaScanNode {
+        brokers: scan.topic().brokers.clone(),
+        topic: scan.topic().topic.clone(),
+        value_format: options.format_name().to_string(),
+        skip_malformed: options.on_malformed == OnMalformed::Skip,
+        table_schema: schema_to_bytes(scan.table_schema())?,
+        projection: scan.projection().iter().map(|&i| i as u32).collect(),
+        slices: scan
+            .slices()
+            .iter()
+            .map(|s| pb::KafkaSlice {
+                partition: s.partition,
+                start: s.start,
+                end: s.end,
+            })
+            .collect(),
+    })
+}
+
+fn kafka_scan_from_proto(scan: pb::KafkaScanNode) -> Result<KafkaScanExec> {
+    let format = match scan.value_format.as_str() {
+        "json" => ValueFormat::Json,
+        "csv" => ValueFormat::Csv,
+        other => return Err(decode_error(format!("Kafka value format {other}"))),
+    };
+    let on_malformed = if scan.skip_malformed {
+        OnMalformed::Skip
+    } else {
+        OnMalformed::Fail
+    };
+    KafkaScanExec::try_new(
+        KafkaTopic {
+            brokers: scan.brokers,
+            topic: scan.topic,
+        },
+        KafkaOptions {
+            format,
+            on_malformed,
+        },
+        schema_from_bytes(&scan.table_schema)?,
+        scan.projection.into_iter().map(|i| i as usize).collect(),
+        scan.slices
+            .into_iter()
+            .map(|s| OffsetRange {
+                partition: s.partition,
+                start: s.start,
+                end: s.end,
+            })
+            .collect(),
+    )
 }
 
 fn decode_error(message: String) -> DataFusionError {

@@ -7,6 +7,8 @@ use arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use tonic::{Code, Status};
 
+use crate::kafka::MalformedRecord;
+
 /// Why something failed, by whose fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -68,6 +70,9 @@ impl FailureKind {
                         | ArrowError::InvalidArgumentError(_)
                 ) =>
             {
+                FailureKind::Query
+            }
+            DataFusionError::External(source) if source.is::<MalformedRecord>() => {
                 FailureKind::Query
             }
             DataFusionError::External(source) if source.is::<FetchFailed>() => {

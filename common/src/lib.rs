@@ -12,6 +12,7 @@ pub mod flight_fetch;
 pub mod ids;
 pub mod ipc;
 pub mod job_status;
+pub mod kafka;
 pub mod object_stores;
 pub mod security;
 pub mod shuffle_env;

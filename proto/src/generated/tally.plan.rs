@@ -99,6 +99,8 @@ pub mod tally_plan_node {
         Reader(super::ShuffleReaderNode),
         #[prost(message, tag = "3")]
         BucketSink(super::BucketSinkNode),
+        #[prost(message, tag = "4")]
+        KafkaScan(super::KafkaScanNode),
     }
 }
 /// Writes partition b of its input as bucket file b of a bucketed table folder.
@@ -107,6 +109,41 @@ pub mod tally_plan_node {
 pub struct BucketSinkNode {
     #[prost(string, tag = "1")]
     pub dir: ::prost::alloc::string::String,
+}
+/// Reads fixed offset ranges of a Kafka topic: one output partition per slice.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KafkaScanNode {
+    /// host:port, comma-separated.
+    #[prost(string, tag = "1")]
+    pub brokers: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub topic: ::prost::alloc::string::String,
+    /// json or csv.
+    #[prost(string, tag = "3")]
+    pub value_format: ::prost::alloc::string::String,
+    /// Skip and count malformed records instead of failing.
+    #[prost(bool, tag = "4")]
+    pub skip_malformed: bool,
+    /// The table's schema (value columns, then _key, _partition, _offset, _timestamp), Arrow IPC.
+    #[prost(bytes = "vec", tag = "5")]
+    pub table_schema: ::prost::alloc::vec::Vec<u8>,
+    /// Indices into table_schema of the columns the scan puts out.
+    #[prost(uint32, repeated, tag = "6")]
+    pub projection: ::prost::alloc::vec::Vec<u32>,
+    #[prost(message, repeated, tag = "7")]
+    pub slices: ::prost::alloc::vec::Vec<KafkaSlice>,
+}
+/// Records start..end of one topic partition.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KafkaSlice {
+    #[prost(int32, tag = "1")]
+    pub partition: i32,
+    #[prost(int64, tag = "2")]
+    pub start: i64,
+    #[prost(int64, tag = "3")]
+    pub end: i64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
