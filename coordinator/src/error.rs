@@ -80,6 +80,7 @@ pub(crate) fn one_line(message: &str) -> String {
         "Arrow error: ",
         "Internal error: ",
         "External error: ",
+        "IO error: ",
         "Invalid or Unsupported Configuration: ",
     ] {
         if let Some(rest) = message.strip_prefix(prefix) {

@@ -46,6 +46,9 @@ extensions_options! {
         /// ranges), small files packed together; like Spark's 128 MiB. Applies in both
         /// planners; bucketed tables keep one task per bucket.
         pub split_bytes: usize, default = 128 * 1024 * 1024
+        /// Most records of a Kafka topic partition one scan task reads: a partition with
+        /// more is read by several tasks, each a slice of its offsets.
+        pub kafka_max_records_per_task: u64, default = 1_000_000
     }
 }
 

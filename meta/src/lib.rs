@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 pub use error::MetaError;
 pub use etcd::EtcdStore;
 pub use memory::InMemoryStore;
-pub use records::{CoveredInput, TableRecord, ViewManifest, WorkerRecord};
+pub use records::{CoveredInput, CoveredOffset, TableRecord, ViewManifest, WorkerRecord};
 
 /// A change in cluster membership. A watch starts with an `Up` for every live worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

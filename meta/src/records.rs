@@ -21,6 +21,10 @@ pub struct TableRecord {
     /// commits, so a view changes in one store write or not at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view: Option<ViewManifest>,
+    /// The `CREATE EXTERNAL TABLE` statement of a table whose schema is declared rather than
+    /// read from files (a Kafka topic), planned again when the coordinator starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
 }
 
 /// What a materialized view is and exactly which source inputs its stored states cover.
@@ -35,6 +39,9 @@ pub struct ViewManifest {
     /// The states live in `<view folder>/gen-<generation>/`; each refresh writes the next.
     pub generation: u64,
     pub inputs: Vec<CoveredInput>,
+    /// For a view over a Kafka topic: per partition, the first offset not yet in the states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets: Vec<CoveredOffset>,
     /// Groups stored, one state row each.
     pub groups: u64,
     /// Milliseconds since the Unix epoch.
@@ -48,4 +55,12 @@ pub struct CoveredInput {
     pub size: u64,
     /// Modification time, milliseconds since the Unix epoch.
     pub modified_ms: i64,
+}
+
+/// How far a view has consumed one partition of a Kafka topic: records before `next` are in
+/// its states, exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CoveredOffset {
+    pub partition: i32,
+    pub next: i64,
 }

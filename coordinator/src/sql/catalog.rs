@@ -7,13 +7,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{CreateExternalTable, DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use tally_common::bucketing::BucketSpec;
+use tally_common::kafka::{KafkaOptions, KafkaTopic};
 use tally_common::object_stores::{S3Options, s3_bucket};
 use tally_meta::{SharedMetaStore, TableRecord, ViewManifest};
 
 use super::bucketed_table::BucketedTable;
 use super::data_roots::DataRoots;
+use super::kafka_table::KafkaTable;
 use super::s3_tables::register_s3_table;
 use super::session::{base_config, base_runtime};
 pub use super::table_format::TableFormat;
@@ -84,6 +88,13 @@ impl Catalog {
             .collect()
     }
 
+    /// The options a bucket's tables were registered with (the environment alone for a
+    /// bucket no table is in).
+    pub(crate) fn bucket_options(&self, bucket: &str) -> S3Options {
+        let buckets = self.buckets.lock().expect("bucket list poisoned");
+        buckets.get(bucket).cloned().unwrap_or_default()
+    }
+
     /// The session every job's session starts from.
     pub(crate) fn base(&self) -> &SessionContext {
         &self.base
@@ -123,9 +134,78 @@ impl Catalog {
                 path: entry.path.to_string_lossy().to_string(),
                 format: entry.format.as_str().to_string(),
                 view: None,
+                definition: None,
             })
             .await?;
         self.view(&entry.name).await
+    }
+
+    /// Registers a Kafka topic declared by `create` (whose text is `definition`) and records
+    /// the statement in the cluster state, to be planned again after a restart.
+    pub(crate) async fn register_kafka(
+        &self,
+        create: &CreateExternalTable,
+        definition: &str,
+    ) -> Result<TableView, CoordinatorError> {
+        let entry = self.load_kafka(create).await?;
+        self.store
+            .put_table(&TableRecord {
+                name: entry.name.clone(),
+                path: entry.path.to_string_lossy().to_string(),
+                format: entry.format.as_str().to_string(),
+                view: None,
+                definition: Some(definition.to_string()),
+            })
+            .await?;
+        self.view(&entry.name).await
+    }
+
+    async fn load_kafka(
+        &self,
+        create: &CreateExternalTable,
+    ) -> Result<TableEntry, CoordinatorError> {
+        let name = create.name.table();
+        check_table_name(name)?;
+        let [location] = create.locations.as_slice() else {
+            return Err(CoordinatorError::Query(
+                "a Kafka table takes one LOCATION: 'host:port/topic'".to_string(),
+            ));
+        };
+        let topic = KafkaTopic::parse(location).map_err(CoordinatorError::from_datafusion)?;
+        let options = KafkaOptions::from_table_options(&create.options)
+            .map_err(CoordinatorError::from_datafusion)?;
+        if create.schema.fields().is_empty() {
+            return Err(CoordinatorError::Query(format!(
+                "Kafka table {name}: declare the columns of the record values, e.g. \
+                 CREATE EXTERNAL TABLE {name} (ad BIGINT, country VARCHAR) STORED AS KAFKA ..."
+            )));
+        }
+        let table = KafkaTable::open(topic.clone(), options, create.schema.as_arrow())
+            .await
+            .map_err(|e| {
+                let message = format!("table {name}: {}", crate::error::one_line(&e.to_string()));
+                match e {
+                    DataFusionError::IoError(_) => CoordinatorError::Unavailable(message),
+                    _ if message.contains("does not exist") => CoordinatorError::NotFound(message),
+                    _ => CoordinatorError::Query(message),
+                }
+            })?;
+        self.base
+            .deregister_table(name)
+            .map_err(CoordinatorError::from_datafusion)?;
+        self.base
+            .register_table(name, Arc::new(table))
+            .map_err(CoordinatorError::from_datafusion)?;
+        let entry = TableEntry {
+            name: name.to_string(),
+            path: PathBuf::from(topic.location()),
+            format: TableFormat::Kafka,
+            bucketing: None,
+            view: None,
+        };
+        tracing::info!(table = %entry.name, topic = %topic.location(), "Kafka table registered");
+        self.tables().insert(entry.name.clone(), entry.clone());
+        Ok(entry)
     }
 
     async fn load(
@@ -175,6 +255,12 @@ impl Catalog {
             .into_iter()
             .partition(|t| t.view.is_some());
         for table in tables {
+            if let Some(definition) = &table.definition {
+                if let Err(error) = self.restore_declared(definition).await {
+                    tracing::error!(table = %table.name, %error, "cannot load a recorded table");
+                }
+                continue;
+            }
             let format = TableFormat::parse(&table.format)?;
             self.data_roots.allow(&table.path);
             let no_options = HashMap::new();
@@ -202,6 +288,24 @@ impl Catalog {
         Ok(())
     }
 
+    /// A table recorded by its `CREATE EXTERNAL TABLE` statement (a Kafka topic).
+    async fn restore_declared(&self, definition: &str) -> Result<(), CoordinatorError> {
+        let plan = self
+            .base
+            .state()
+            .create_logical_plan(definition)
+            .await
+            .map_err(CoordinatorError::from_datafusion)?;
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
+                self.load_kafka(&create).await.map(|_| ())
+            }
+            _ => Err(CoordinatorError::Internal(format!(
+                "a recorded table definition is not CREATE EXTERNAL TABLE: {definition}"
+            ))),
+        }
+    }
+
     /// Makes `manifest` the view's contents: recorded in the cluster state first (the commit
     /// point: a refresh that fails before it leaves the view as it was), then readable.
     pub(crate) async fn commit_view(
@@ -218,6 +322,7 @@ impl Catalog {
                 path: dir.to_string_lossy().to_string(),
                 format: TableFormat::Parquet.as_str().to_string(),
                 view: Some(manifest.clone()),
+                definition: None,
             })
             .await?;
         self.register_view(name, dir, manifest, table)

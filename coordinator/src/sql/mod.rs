@@ -7,6 +7,7 @@ pub(crate) mod ctas;
 pub(crate) mod data_roots;
 pub(crate) mod explain;
 pub(crate) mod frontend;
+pub(crate) mod kafka_table;
 pub(crate) mod s3_tables;
 pub(crate) mod session;
 pub(crate) mod sql_guard;

@@ -11,6 +11,8 @@ use crate::error::CoordinatorError;
 pub enum TableFormat {
     Parquet,
     Csv,
+    /// A Kafka topic (`CREATE EXTERNAL TABLE ... STORED AS KAFKA`), never a file.
+    Kafka,
 }
 
 impl TableFormat {
@@ -18,8 +20,9 @@ impl TableFormat {
         match format.to_ascii_lowercase().as_str() {
             "parquet" => Ok(Self::Parquet),
             "csv" => Ok(Self::Csv),
+            "kafka" => Ok(Self::Kafka),
             other => Err(CoordinatorError::Query(format!(
-                "unsupported table format '{other}': use parquet or csv"
+                "unsupported table format '{other}': use parquet, csv or kafka"
             ))),
         }
     }
@@ -57,6 +60,7 @@ impl TableFormat {
         match self {
             Self::Parquet => "parquet",
             Self::Csv => "csv",
+            Self::Kafka => "kafka",
         }
     }
 }
@@ -83,6 +87,12 @@ impl TableFormat {
                 let extension = if one_file { "" } else { ".csv" };
                 let options = CsvReadOptions::new().file_extension(extension);
                 ctx.register_csv(name, location, options).await
+            }
+            TableFormat::Kafka => {
+                return Err(CoordinatorError::Query(format!(
+                    "table {name}: a Kafka topic is declared with its columns: CREATE EXTERNAL \
+                     TABLE {name} (<columns>) STORED AS KAFKA LOCATION 'host:port/topic'"
+                )));
             }
         };
         registered.map_err(|e| {
