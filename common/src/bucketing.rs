@@ -13,6 +13,7 @@ use arrow::array::{RecordBatch, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
@@ -24,6 +25,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
 use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -72,8 +75,12 @@ impl BucketSpec {
 
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(METADATA_FILE);
-        let text = serde_json::to_string_pretty(self).expect("bucket spec serializes");
-        std::fs::write(&path, text).map_err(|e| io_error(&path, e))
+        std::fs::write(&path, self.to_json()).map_err(|e| io_error(&path, e))
+    }
+
+    /// The contents of `METADATA_FILE`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("bucket spec serializes")
     }
 
     /// The hash partitioning that puts a row of `schema` into its bucket.
@@ -262,21 +269,35 @@ impl ExecutionPlan for BucketSinkExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let runtime = context.runtime_env();
         let mut input = self.input.execute(partition, context)?;
         let schema = self.input.schema();
         let path = bucket_file(&self.dir, partition);
         let dir = self.dir.clone();
         let written = futures::stream::once(async move {
-            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
-            let file = File::create(&path).map_err(|e| io_error(&path, e))?;
-            let mut writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
-            let mut rows = 0u64;
-            while let Some(batch) = input.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                writer.write(&batch)?;
-            }
-            writer.close()?;
+            let rows = match s3_object(&path)? {
+                // A bucket in an object store: written whole, then put as one object.
+                Some((store_url, object)) => {
+                    let mut writer =
+                        ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?;
+                    let rows = write_all(&mut input, |batch| Ok(writer.write(batch)?)).await?;
+                    let bytes = writer.into_inner()?;
+                    runtime
+                        .object_store(&store_url)?
+                        .put(&object, bytes.into())
+                        .await
+                        .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+                    rows
+                }
+                None => {
+                    std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+                    let file = File::create(&path).map_err(|e| io_error(&path, e))?;
+                    let mut writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+                    let rows = write_all(&mut input, |batch| Ok(writer.write(batch)?)).await?;
+                    writer.close()?;
+                    rows
+                }
+            };
             Ok(RecordBatch::try_new(
                 sink_schema(),
                 vec![
@@ -290,6 +311,33 @@ impl ExecutionPlan for BucketSinkExec {
             written,
         )))
     }
+}
+
+/// Writes every batch of `input`; returns the rows written.
+async fn write_all(
+    input: &mut SendableRecordBatchStream,
+    mut write: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let mut rows = 0u64;
+    while let Some(batch) = input.next().await {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        write(&batch)?;
+    }
+    Ok(rows)
+}
+
+/// The store and object of an `s3://bucket/key` path; `None` for a local path.
+fn s3_object(path: &Path) -> Result<Option<(ObjectStoreUrl, ObjectPath)>> {
+    let location = path.to_string_lossy();
+    let Some(rest) = location.strip_prefix("s3:/") else {
+        return Ok(None);
+    };
+    // A path keeps one slash of `s3://`.
+    let rest = rest.trim_start_matches('/');
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let store_url = ObjectStoreUrl::parse(format!("s3://{bucket}"))?;
+    Ok(Some((store_url, ObjectPath::from(key))))
 }
 
 #[cfg(test)]

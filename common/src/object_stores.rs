@@ -104,6 +104,14 @@ impl S3Options {
         Ok(Arc::new(store))
     }
 
+    /// These options as a table's options (`aws.<name>`).
+    pub fn to_table_options(&self) -> HashMap<String, String> {
+        self.0
+            .iter()
+            .map(|(name, value)| (format!("{TABLE_OPTION_PREFIX}{name}"), value.clone()))
+            .collect()
+    }
+
     /// The job setting that carries these options for `bucket` to the workers.
     pub fn to_setting(&self, bucket: &str) -> (String, String) {
         let value = serde_json::to_string(&self.0).expect("a map of strings serializes");

@@ -10,11 +10,12 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use tally_common::bucketing::BucketSinkExec;
 use tally_common::ids::JobId;
-use tally_common::object_stores::redact_secrets;
+use tally_common::object_stores::{redact_secrets, s3_bucket};
 
 use super::catalog::{Catalog, TableFormat};
 use super::ctas::{BucketedCtas, parse_bucketed_ctas};
 use super::explain::{estimate_shuffle_bytes, explain_batch, to_ipc};
+use super::s3_tables::S3Target;
 use super::session::{JobSession, JobSettings, job_session};
 use super::view_jobs::ViewJobs;
 use super::views::parse_view_statement;
@@ -159,7 +160,7 @@ impl SqlFrontend {
         self: &Arc<Self>,
         sql: &str,
         ctas: BucketedCtas,
-        session: JobSession,
+        mut session: JobSession,
         workers: usize,
     ) -> Result<JobId, CoordinatorError> {
         if self.catalog.contains(&ctas.name) {
@@ -168,27 +169,35 @@ impl SqlFrontend {
                 ctas.name
             )));
         }
-        let dir = ctas
+        let mut dir = ctas
             .location
             .clone()
             .unwrap_or_else(|| self.table_dir.join(&ctas.name));
-        if dir.to_string_lossy().contains("://") {
-            return Err(CoordinatorError::Query(format!(
-                "cannot create table {} at {}: CREATE TABLE ... AS SELECT writes local folders \
-                 under the data roots only; S3 tables are read, not written, for now",
-                ctas.name,
-                dir.display()
-            )));
-        }
-        let dir = self.catalog.data_roots.check(&dir.to_string_lossy())?;
-        let occupied = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
-        if occupied {
-            return Err(CoordinatorError::Query(format!(
-                "cannot create table {} at {}: the folder is not empty",
-                ctas.name,
-                dir.display()
-            )));
-        }
+        let target = match s3_bucket(&dir.to_string_lossy()) {
+            Some(bucket) => {
+                let bucket = bucket.map_err(CoordinatorError::from_datafusion)?;
+                let options = self.catalog.bucket_options(&bucket);
+                let location = dir.to_string_lossy().to_string();
+                let target = S3Target::open(&ctas.name, &location, &bucket, options).await?;
+                let (key, value) = target.options.to_setting(&bucket);
+                session.worker_settings.0.insert(key, value);
+                Some(target)
+            }
+            None => {
+                let local = self.catalog.data_roots.check(&dir.to_string_lossy())?;
+                let occupied =
+                    std::fs::read_dir(&local).is_ok_and(|mut entries| entries.next().is_some());
+                if occupied {
+                    return Err(CoordinatorError::Query(format!(
+                        "cannot create table {} at {}: the folder is not empty",
+                        ctas.name,
+                        local.display()
+                    )));
+                }
+                dir = local;
+                None
+            }
+        };
         let state = session.ctx.state();
         let plan = async {
             let logical = state.create_logical_plan(&ctas.query).await?;
@@ -213,15 +222,31 @@ impl SqlFrontend {
             distributed,
             &session.rules,
             move || async move {
-                ctas.spec.write(&dir).map_err(|e| {
-                    CoordinatorError::Internal(format!(
-                        "writing the bucketing of {name} at {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-                this.catalog
-                    .register(&name, &dir.to_string_lossy(), Some(TableFormat::Parquet))
-                    .await?;
+                match target {
+                    Some(target) => {
+                        target.commit(&name, &ctas.spec).await?;
+                        let options = target.options.to_table_options();
+                        this.catalog
+                            .register_with(
+                                &name,
+                                &target.location,
+                                Some(TableFormat::Parquet),
+                                &options,
+                            )
+                            .await?;
+                    }
+                    None => {
+                        ctas.spec.write(&dir).map_err(|e| {
+                            CoordinatorError::Internal(format!(
+                                "writing the bucketing of {name} at {}: {e}",
+                                dir.display()
+                            ))
+                        })?;
+                        this.catalog
+                            .register(&name, &dir.to_string_lossy(), Some(TableFormat::Parquet))
+                            .await?;
+                    }
+                }
                 Ok(None)
             },
         );
@@ -337,6 +362,12 @@ impl SqlFrontend {
 
     async fn run_ddl(&self, ddl: &DdlStatement, sql: &str) -> Result<(), CoordinatorError> {
         match ddl {
+            DdlStatement::CreateExternalTable(create)
+                if create.file_type.eq_ignore_ascii_case("kafka") =>
+            {
+                self.catalog.register_kafka(create, sql).await?;
+                Ok(())
+            }
             DdlStatement::CreateExternalTable(create) => {
                 let [location] = create.locations.as_slice() else {
                     return Err(CoordinatorError::Query(

@@ -2,13 +2,18 @@
 //! planning session's runtime, its objects are listed once here so that a missing bucket or
 //! refused credentials fail the registration with one line, and the table is DataFusion's
 //! ListingTable over the store. The data roots do not apply: they guard local paths.
+//! A bucketed `CREATE TABLE ... AS SELECT` writes to an empty prefix (`S3Target`): the
+//! workers put one object per bucket, then the coordinator puts the bucketing file.
 
 use std::path::Path;
 
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use std::sync::Arc;
+
+use tally_common::bucketing::{BucketSpec, METADATA_FILE};
 use tally_common::object_stores::{S3Options, describe_error, register_bucket};
 
 use super::table_format::TableFormat;
@@ -112,5 +117,69 @@ fn refusal(
         _ if message.contains("refused the credentials") => CoordinatorError::Refused(message),
         _ if message.contains("does not exist") => CoordinatorError::NotFound(message),
         _ => CoordinatorError::Unavailable(message),
+    }
+}
+
+/// An empty prefix in a bucket that a bucketed CTAS writes its table to.
+pub(crate) struct S3Target {
+    /// The options the bucket's tables use; the workers write with them too.
+    pub options: S3Options,
+    /// `s3://bucket/prefix/`.
+    pub location: String,
+    prefix: ObjectPath,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl S3Target {
+    /// The prefix at `location` in `bucket`, once the store shows it holds no object.
+    pub(crate) async fn open(
+        name: &str,
+        location: &str,
+        bucket: &str,
+        options: S3Options,
+    ) -> Result<Self, CoordinatorError> {
+        let store = options
+            .build(bucket)
+            .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))?;
+        let key = location
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.strip_prefix(bucket))
+            .unwrap_or("")
+            .trim_matches('/');
+        let prefix = ObjectPath::from(key);
+        if let Some(first) = store.list(Some(&prefix)).next().await {
+            let first = first.map_err(|e| refusal(name, bucket, &options, &e))?;
+            return Err(CoordinatorError::Query(format!(
+                "cannot create table {name} at s3://{bucket}/{key}/: the prefix is not empty \
+                 (it holds {})",
+                first.location
+            )));
+        }
+        Ok(Self {
+            options,
+            location: format!("s3://{bucket}/{key}/"),
+            prefix,
+            store,
+        })
+    }
+
+    /// Records the bucketing beside the bucket objects the job's workers wrote.
+    pub(crate) async fn commit(
+        &self,
+        name: &str,
+        spec: &BucketSpec,
+    ) -> Result<(), CoordinatorError> {
+        let path = self.prefix.clone().join(METADATA_FILE);
+        self.store
+            .put(&path, spec.to_json().into_bytes().into())
+            .await
+            .map_err(|e| {
+                CoordinatorError::Unavailable(format!(
+                    "table {name}: writing {}: {}",
+                    self.location,
+                    tally_common::root_cause(&e)
+                ))
+            })?;
+        Ok(())
     }
 }

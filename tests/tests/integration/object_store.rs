@@ -197,11 +197,11 @@ async fn wrong_credentials_and_a_missing_bucket_are_one_line_errors_and_the_clus
         &client,
         &format!(
             "CREATE TABLE o WITH (bucket_by = 'o_orderkey', buckets = 2, \
-             location = 's3://{BUCKET}/o/') AS SELECT * FROM orders"
+             location = 's3://{BUCKET}/sf001/orders/') AS SELECT * FROM orders"
         ),
     )
     .await;
-    assert!(ctas.contains("S3 tables are read, not written"), "{ctas}");
+    assert!(ctas.contains("the prefix is not empty"), "{ctas}");
 
     // None of it broke the cluster or the tables it had.
     let sql = "SELECT count(*) FROM orders";
@@ -238,6 +238,41 @@ async fn a_materialized_view_over_an_s3_table_answers_like_its_query() {
     client.sql("REFRESH MATERIALIZED VIEW flags").await.unwrap();
     let view = client.sql("SELECT * FROM flags").await.unwrap();
     assert_same_results("view over S3, refreshed", &expected, &view.batches, false);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucketed_table_written_to_s3_reads_back_like_its_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = moto_with_tpch(&dir.path().join("labels"));
+    let cluster = cluster(3, dir.path()).await;
+    let client = cluster.client().await.unwrap();
+    create_s3_tables(&client, &moto).await;
+    let location = format!("s3://{BUCKET}/out/orders_by_customer/");
+    let create = format!(
+        "CREATE TABLE orders_by_customer WITH (bucket_by = 'o_custkey', buckets = 4, \
+         location = '{location}') AS SELECT o_custkey, o_orderkey, o_totalprice FROM orders"
+    );
+    client.sql(&create).await.unwrap();
+
+    let tables = client.list_tables().await.unwrap();
+    let written = tables
+        .iter()
+        .find(|t| t.name == "orders_by_customer")
+        .unwrap();
+    assert_eq!(written.path, location);
+    let report = "SELECT o_custkey % 7 AS k, count(*) AS n, sum(o_totalprice) AS total \
+                  FROM {} GROUP BY o_custkey % 7 ORDER BY k";
+    let expected = datafusion_answer(&report.replace("{}", "orders")).await;
+    let actual = client
+        .sql(&report.replace("{}", "orders_by_customer"))
+        .await
+        .unwrap();
+    assert_same_results("bucketed table in S3", &expected, &actual.batches, true);
+
+    let again = create.replace("orders_by_customer WITH", "orders_again WITH");
+    let error = one_line_error(&client, &again).await;
+    assert!(error.contains("the prefix is not empty"), "{error}");
     cluster.shutdown().await;
 }
 
