@@ -21,17 +21,20 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::union::UnionExec;
 use tally_common::bucketing::{BucketSinkExec, bucket_file, bucket_of};
 use tally_common::ids::JobId;
-use tally_meta::{CoveredInput, ViewManifest};
+use tally_meta::{CoveredInput, CoveredOffset, ViewManifest};
 
 use super::catalog::Catalog;
+use super::catalog::TableFormat;
 use super::explain::to_ipc;
 use super::session::JobSession;
 use super::views::{
     CompiledView, InputChanges, RefreshMode, ViewCandidate, ViewStatement, answer_from_views,
-    current_inputs, generation_dir, inputs_of, now_ms, restrict_to, touched_buckets,
+    current_inputs, generation_dir, inputs_of, kafka_ranges, now_ms, records_after, restrict_to,
+    touched_buckets,
 };
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
+use crate::options::TallyOptions;
 
 /// Runs the view statements and keeps one refresh per view at a time.
 pub(crate) struct ViewJobs {
@@ -48,9 +51,12 @@ struct RefreshWork {
     read: Option<Arc<dyn ExecutionPlan>>,
     /// Stored states to keep.
     keep: Option<Arc<dyn ExecutionPlan>>,
+    /// Files read; records read when the source is a Kafka topic.
     inputs_read: usize,
     /// The inputs the view covers once this refresh commits.
     covers: Vec<CoveredInput>,
+    /// The Kafka offsets the view covers once this refresh commits.
+    offsets: Vec<CoveredOffset>,
     /// Buckets no new input can change: their files are carried into the next generation
     /// as they are (hard links), not rewritten.
     carried: BTreeSet<usize>,
@@ -116,6 +122,7 @@ impl ViewJobs {
                     buckets,
                     generation: 0,
                     inputs: Vec::new(),
+                    offsets: Vec::new(),
                     groups: 0,
                     refreshed_at_ms: 0,
                 };
@@ -210,6 +217,14 @@ impl ViewJobs {
         let mut candidates = Vec::new();
         for (name, view) in self.catalog.views() {
             if !sources.contains(&view.manifest.source) {
+                continue;
+            }
+            // Records a view over a topic has not read yet are not files to read alongside.
+            let over_kafka = self
+                .catalog
+                .entry(&view.manifest.source)
+                .is_some_and(|e| e.format == TableFormat::Kafka);
+            if over_kafka {
                 continue;
             }
             // A view whose covered files all stand unchanged answers, with the files it does
@@ -330,7 +345,7 @@ impl ViewJobs {
                 name,
                 "none (nothing new)",
                 0,
-                &manifest.inputs,
+                covered_count(&manifest),
                 manifest.groups,
                 0,
             )?;
@@ -373,6 +388,7 @@ impl ViewJobs {
         let view = Arc::new(view);
         let inputs_read = work.inputs_read;
         let covers = work.covers;
+        let offsets = work.offsets;
         let carried = work.carried;
         let previous_dir = generation_dir(&dir, manifest.generation);
         let mode_name = match &mode {
@@ -391,6 +407,7 @@ impl ViewJobs {
                 let manifest = ViewManifest {
                     generation,
                     inputs: covers,
+                    offsets,
                     groups,
                     refreshed_at_ms: now_ms(),
                     ..manifest
@@ -404,7 +421,7 @@ impl ViewJobs {
                     &name,
                     &mode_name,
                     inputs_read,
-                    &manifest.inputs,
+                    covered_count(&manifest),
                     groups,
                     rewritten,
                 )
@@ -449,12 +466,48 @@ impl ViewJobs {
             view.partial(scan)
                 .map_err(CoordinatorError::from_datafusion)
         };
+        if kafka_ranges(&source_scan).is_some() {
+            let covered = match mode {
+                RefreshMode::Full => &[][..],
+                RefreshMode::Incremental => &manifest.offsets[..],
+                RefreshMode::Range(_) => {
+                    return Err(CoordinatorError::Query(format!(
+                        "view {name} reads the Kafka topic {}: refresh it with the new records \
+                         (REFRESH MATERIALIZED VIEW {name}) or with every record the topic holds \
+                         (FULL), not by range",
+                        manifest.source
+                    )));
+                }
+            };
+            let max_records = state
+                .config_options()
+                .extensions
+                .get::<TallyOptions>()
+                .map_or(TallyOptions::default().kafka_max_records_per_task, |o| {
+                    o.kafka_max_records_per_task
+                });
+            let read = records_after(name, source_scan, covered, max_records)?;
+            let keep = match mode {
+                RefreshMode::Incremental if read.records == 0 => return Ok(None),
+                RefreshMode::Incremental => stored().await?,
+                _ => None,
+            };
+            return Ok(Some(RefreshWork {
+                read: Some(partial(read.plan)?),
+                keep,
+                inputs_read: read.records as usize,
+                covers: Vec::new(),
+                offsets: read.covers,
+                carried: BTreeSet::new(),
+            }));
+        }
         match mode {
             RefreshMode::Full => Ok(Some(RefreshWork {
                 read: Some(partial(source_scan)?),
                 keep: None,
                 inputs_read: current.len(),
                 covers: current,
+                offsets: Vec::new(),
                 carried: BTreeSet::new(),
             })),
             RefreshMode::Incremental => {
@@ -505,6 +558,7 @@ impl ViewJobs {
                     keep,
                     inputs_read: changes.new.len(),
                     covers,
+                    offsets: Vec::new(),
                     carried,
                 }))
             }
@@ -550,6 +604,7 @@ impl ViewJobs {
                     keep,
                     inputs_read: paths.len(),
                     covers,
+                    offsets: Vec::new(),
                     carried: BTreeSet::new(),
                 }))
             }
@@ -658,12 +713,22 @@ fn remove_generations_before(dir: &Path, keep_from: u64) {
     }
 }
 
+/// Files covered; for a view over a Kafka topic, the offsets it has read (records, when the
+/// partitions start at offset 0).
+fn covered_count(manifest: &ViewManifest) -> u64 {
+    if manifest.offsets.is_empty() {
+        manifest.inputs.len() as u64
+    } else {
+        manifest.offsets.iter().map(|o| o.next.max(0) as u64).sum()
+    }
+}
+
 /// The one-row answer of a create or refresh.
 fn answer(
     view: &str,
     refresh: &str,
     inputs_read: usize,
-    covers: &[CoveredInput],
+    inputs_covered: u64,
     groups: u64,
     buckets_rewritten: u64,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<u8>), CoordinatorError> {
@@ -681,7 +746,7 @@ fn answer(
             Arc::new(StringArray::from(vec![view])),
             Arc::new(StringArray::from(vec![refresh])),
             Arc::new(UInt64Array::from(vec![inputs_read as u64])),
-            Arc::new(UInt64Array::from(vec![covers.len() as u64])),
+            Arc::new(UInt64Array::from(vec![inputs_covered])),
             Arc::new(UInt64Array::from(vec![groups])),
             Arc::new(UInt64Array::from(vec![buckets_rewritten])),
         ],

@@ -8,6 +8,7 @@ use datafusion::execution::SessionState;
 use datafusion::physical_plan::ExecutionPlan;
 use tally_meta::{CoveredInput, ViewManifest};
 
+use super::kafka_offsets::{kafka_ranges, unread_records};
 use super::states::{CompiledView, inputs_of};
 use super::table::MaterializedViewTable;
 use crate::error::CoordinatorError;
@@ -78,7 +79,28 @@ pub(crate) async fn coverage_summary(
     manifest: &ViewManifest,
     table: &MaterializedViewTable,
 ) -> String {
-    let staleness = match current_inputs(state, table.compiled()).await {
+    let current = current_inputs(state, table.compiled()).await;
+    if let Some(ranges) = current
+        .as_ref()
+        .ok()
+        .and_then(|(plan, _)| kafka_ranges(plan))
+    {
+        let behind = unread_records(&ranges, &manifest.offsets);
+        return format!(
+            "materialized view of Kafka table {}: {} partitions, {} groups, refreshed {} ago; \
+                 {}",
+            manifest.source,
+            manifest.offsets.len(),
+            manifest.groups,
+            age(manifest.refreshed_at_ms),
+            if behind == 0 {
+                "up to date".to_string()
+            } else {
+                format!("stale: {behind} new records")
+            }
+        );
+    }
+    let staleness = match current {
         Ok((_, current)) => {
             let changes = InputChanges::between(&manifest.inputs, &current);
             if changes == InputChanges::default() {

@@ -9,12 +9,14 @@
 //! - `table.rs`: a view as a table (finalized where its bucket files are read).
 //! - `coverage.rs`: which source files are new, changed or gone.
 //! - `rewrite.rs`: aggregations over a view's source answered from its states.
+//! - `kafka_offsets.rs`: what a view over a Kafka topic has read, and what a refresh reads.
 //! - `touched.rs`: which buckets new files can change, from their Parquet statistics.
 //!
 //! The jobs that create and refresh views, and their commits, are in `../view_jobs.rs`.
 
 mod coverage;
 mod definition;
+mod kafka_offsets;
 mod rewrite;
 mod statements;
 mod states;
@@ -22,6 +24,7 @@ mod table;
 mod touched;
 
 pub(crate) use coverage::{InputChanges, coverage_summary, current_inputs, now_ms};
+pub(crate) use kafka_offsets::{kafka_ranges, records_after};
 pub(crate) use rewrite::{ViewCandidate, answer_from_views};
 pub(crate) use statements::{RefreshMode, ViewStatement, parse_view_statement};
 pub(crate) use states::{CompiledView, inputs_of, restrict_to};
