@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod etcd;
 pub mod harness;
+pub mod kafka;
 pub mod moto;
 pub mod process;
 pub mod raw_grpc;

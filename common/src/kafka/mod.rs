@@ -111,7 +111,13 @@ impl KafkaTopic {
                     .map_err(|e| self.error(&format!("offsets of partition {partition}"), &e))
             };
             let start = offset(OffsetAt::Earliest).await?;
-            let end = offset(OffsetAt::Latest).await?;
+            // The end is the high watermark a fetch reports: some Kafka-compatible brokers
+            // (tansu 0.6) answer ListOffsets(latest) with the last offset, not the next one.
+            let latest = offset(OffsetAt::Latest).await?.max(start);
+            let (_, end) = partition_client
+                .fetch_records(latest, 1..1, 0)
+                .await
+                .map_err(|e| self.error(&format!("high watermark of partition {partition}"), &e))?;
             ranges.push(OffsetRange {
                 partition,
                 start,

@@ -23,8 +23,9 @@ use super::{KafkaOptions, KafkaTopic, OffsetRange, RecordDecoder};
 
 /// Most bytes one fetch asks a broker for.
 const FETCH_BYTES: i32 = 4 * 1024 * 1024;
-/// How long a fetch waits for records the broker does not have yet.
-const FETCH_WAIT_MS: i32 = 500;
+/// How long a fetch waits for records the broker does not have yet: a scan reads only
+/// records that were there when its job was planned, so hardly at all.
+const FETCH_WAIT_MS: i32 = 100;
 
 #[derive(Debug)]
 pub struct KafkaScanExec {
@@ -228,15 +229,35 @@ impl SliceReader {
             let client = self.client.as_ref().expect("connected above");
             let offset = self.offset;
             let partition = self.slice.partition;
-            let (records, high_watermark) = client
-                .fetch_records(offset, 1..FETCH_BYTES, FETCH_WAIT_MS)
-                .await
-                .map_err(|e| {
-                    self.topic.error(
-                        &format!("fetch from partition {partition} at offset {offset}"),
-                        &e,
-                    )
-                })?;
+            let topic = &self.topic;
+            let fetch = |from: i64, wait_ms: i32| async move {
+                client
+                    .fetch_records(from, 1..FETCH_BYTES, wait_ms)
+                    .await
+                    .map_err(|e| {
+                        topic.error(
+                            &format!("fetch from partition {partition} at offset {from}"),
+                            &e,
+                        )
+                    })
+            };
+            let (mut records, high_watermark) = fetch(offset, FETCH_WAIT_MS).await?;
+            // Kafka answers a fetch inside a record batch with that whole batch; some
+            // Kafka-compatible brokers (tansu 0.6) answer with the batches that start after
+            // the offset. Fetching again from earlier offsets finds the batch holding it.
+            let mut back = 1;
+            while records.first().is_none_or(|r| r.offset > offset) && offset < high_watermark {
+                let from = (offset - back).max(0);
+                let (earlier, _) = fetch(from, 0).await?;
+                if earlier.first().is_some_and(|r| r.offset <= offset) {
+                    records = earlier;
+                    break;
+                }
+                if from == 0 {
+                    break;
+                }
+                back *= 2;
+            }
             let records: Vec<_> = records
                 .into_iter()
                 .filter(|r| r.offset >= offset && r.offset < self.slice.end)

@@ -85,7 +85,7 @@ pub struct ShuffleTicket {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TallyPlanNode {
-    #[prost(oneof = "tally_plan_node::Node", tags = "1, 2, 3")]
+    #[prost(oneof = "tally_plan_node::Node", tags = "1, 2, 3, 4")]
     pub node: ::core::option::Option<tally_plan_node::Node>,
 }
 /// Nested message and enum types in `TallyPlanNode`.

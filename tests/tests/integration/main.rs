@@ -12,6 +12,7 @@ mod eager;
 mod etcd;
 mod explain;
 mod install_deps;
+mod kafka;
 mod limits;
 mod memory;
 mod object_store;
