@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
 use tally_common::MAX_MESSAGE_BYTES;
 use tally_common::job_status::JobStatus;
 use tally_common::security::ClusterSecurity;
@@ -17,6 +18,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 use super::convert;
+use super::flight_sql::TallyFlightSql;
 use super::role::Role;
 use super::service::CoordinatorRpc;
 use crate::error::CoordinatorError;
@@ -176,6 +178,13 @@ pub async fn start_coordinator(
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let rpc = InterceptedService::new(rpc, move |request| gate.check(request));
+    // Flight SQL on the same port, behind the same gate and token check.
+    let flight_gate = role.clone();
+    let flight_sql =
+        FlightServiceServer::new(TallyFlightSql::new(state.clone(), config.security.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let flight_sql = InterceptedService::new(flight_sql, move |request| flight_gate.check(request));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stop = shutdown_rx.clone();
@@ -184,6 +193,7 @@ pub async fn start_coordinator(
             .security
             .server()?
             .add_service(config.security.guard(rpc))
+            .add_service(config.security.guard(flight_sql))
             // TCP_NODELAY: without it a response's last frame (the gRPC trailers) waits
             // for the peer's delayed ACK, about 40 ms per call.
             .serve_with_incoming_shutdown(
