@@ -43,6 +43,10 @@ _FLIGHT_CODES = [
     (flight.FlightUnavailableError, "UNAVAILABLE"),
     (flight.FlightCancelledError, "CANCELLED"),
     (flight.FlightUnauthorizedError, "PERMISSION_DENIED"),
+    # gRPC codes pyarrow raises as its general errors.
+    (pyarrow.ArrowKeyError, "NOT_FOUND"),
+    (pyarrow.ArrowInvalid, "INVALID_ARGUMENT"),
+    (pyarrow.ArrowNotImplementedError, "UNIMPLEMENTED"),
 ]
 
 
@@ -51,7 +55,7 @@ def _tally_error(error: Exception) -> TallyError:
     match = _ADBC_MESSAGE.match(text)
     if match:
         return TallyError(match.group(2), match.group(1))
-    if isinstance(error, flight.FlightError):
+    if isinstance(error, (flight.FlightError, pyarrow.ArrowException)):
         message = _FLIGHT_MESSAGE.search(text)
         message = message.group(1) if message else text
         for kind, code in _FLIGHT_CODES:
@@ -124,7 +128,7 @@ class Connection:
         # Ask once now, so that a wrong token or address fails in connect().
         try:
             list(self._flight.list_actions(options=self._options()))
-        except flight.FlightError as error:
+        except (flight.FlightError, pyarrow.ArrowException) as error:
             self._flight.close()
             raise _tally_error(error) from None
         self._adbc = flightsql_dbapi.connect(url, db_kwargs=db_kwargs, autocommit=True)
@@ -223,6 +227,6 @@ class Connection:
     def _action(self, kind: str, body: str) -> dict:
         try:
             results = list(self._flight.do_action(flight.Action(kind, body.encode()), options=self._options()))
-        except flight.FlightError as error:
+        except (flight.FlightError, pyarrow.ArrowException) as error:
             raise _tally_error(error) from None
         return json.loads(results[0].body.to_pybytes())
