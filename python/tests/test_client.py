@@ -133,3 +133,19 @@ def test_cancel_by_job_id(tally):
     with pytest.raises(tally_client.TallyError) as unknown:
         tally.metrics("nosuchjob")
     assert unknown.value.code == "NOT_FOUND"
+
+
+def test_a_user_name_with_the_token_as_password_logs_in_as_bi_tools_do(cluster):
+    """JDBC/ODBC-style login: ADBC's username/password make a Basic handshake; the answer's
+    Bearer header then goes to the coordinator and to the workers."""
+    import adbc_driver_flightsql.dbapi as flightsql_dbapi
+    import adbc_driver_manager
+
+    login = {"username": "analyst", "password": cluster.token}
+    with flightsql_dbapi.connect(cluster.url, db_kwargs=login, autocommit=True) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) AS n FROM orders")
+            assert cursor.fetch_arrow_table().column("n").to_pylist() == [15000]
+    wrong = {"username": "analyst", "password": "not-the-cluster-token"}
+    with pytest.raises(adbc_driver_manager.Error, match="wrong cluster token"):
+        flightsql_dbapi.connect(cluster.url, db_kwargs=wrong, autocommit=True)

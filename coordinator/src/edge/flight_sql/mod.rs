@@ -10,9 +10,11 @@
 //! the `tally.job` action returns the job's figures (shuffle bytes per stage).
 //!
 //! The same interceptors guard it as the gRPC service: the leadership gate and the cluster
-//! token (`authorization: Bearer ...`), which the client sends to the workers as well.
+//! token (`authorization: Bearer ...`), which the client sends to the workers as well. Clients
+//! that log in with a user name and password give the token as the password (`basic_auth`).
 
 mod actions;
+mod basic_auth;
 mod listing;
 mod locations;
 mod parameters;
@@ -20,4 +22,5 @@ mod prepared;
 mod service;
 mod statements;
 
+pub(crate) use basic_auth::basic_to_bearer;
 pub(crate) use service::TallyFlightSql;

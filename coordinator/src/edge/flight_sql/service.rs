@@ -20,7 +20,8 @@ use arrow_flight::sql::{
     TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, ActionType, FlightData, FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
@@ -34,6 +35,7 @@ use crate::error::CoordinatorError;
 use crate::sql::frontend::SqlFrontend;
 
 type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
 
 pub(crate) struct TallyFlightSql {
     frontend: Arc<SqlFrontend>,
@@ -137,6 +139,27 @@ fn schema_message(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
 #[tonic::async_trait]
 impl FlightSqlService for TallyFlightSql {
     type FlightService = Self;
+
+    /// The token check ran before this (Basic credentials already turned into the Bearer
+    /// token): the answer hands the client the header to send from now on.
+    async fn do_handshake(
+        &self,
+        request: Request<tonic::Streaming<HandshakeRequest>>,
+    ) -> Result<Response<HandshakeStream>, Status> {
+        let authorization = request.metadata().get("authorization").cloned();
+        let answer = HandshakeResponse {
+            protocol_version: 0,
+            payload: Default::default(),
+        };
+        let mut response: Response<HandshakeStream> =
+            Response::new(futures::stream::once(async { Ok(answer) }).boxed());
+        if let Some(authorization) = authorization {
+            response
+                .metadata_mut()
+                .insert("authorization", authorization);
+        }
+        Ok(response)
+    }
 
     async fn get_flight_info_statement(
         &self,
