@@ -127,7 +127,7 @@ class Connection:
         self._flight = flight.FlightClient(url, tls_root_certs=tls_root_certs)
         # Ask once now, so that a wrong token or address fails in connect().
         try:
-            list(self._flight.list_actions(options=self._options()))
+            list(self._flight.list_actions(options=self._options(timeout=30)))
         except (flight.FlightError, pyarrow.ArrowException) as error:
             self._flight.close()
             raise _tally_error(error) from None
@@ -135,8 +135,8 @@ class Connection:
         self._running = set()
         self._lock = threading.Lock()
 
-    def _options(self) -> flight.FlightCallOptions:
-        return flight.FlightCallOptions(headers=self._headers)
+    def _options(self, timeout: Optional[float] = None) -> flight.FlightCallOptions:
+        return flight.FlightCallOptions(headers=self._headers, timeout=timeout)
 
     def __enter__(self) -> "Connection":
         return self
@@ -175,14 +175,17 @@ class Connection:
             with self._lock:
                 self._running.discard(cursor)
             cursor.close()
-        self.last_job_id = flight.FlightInfo.deserialize(partitions[0]).app_metadata.decode()
+        if not partitions:  # Tally always names at least one endpoint; other servers may not.
+            self.last_job_id = None
+            return schema.empty_table()
+        self.last_job_id = flight.FlightInfo.deserialize(partitions[0]).app_metadata.decode() or None
         try:
             with ThreadPoolExecutor(max_workers=min(len(partitions), 8)) as pool:
                 pieces = list(pool.map(self._fetch, partitions))
         except adbc_driver_manager.Error as error:
             raise _tally_error(error) from None
         pieces = [piece for piece in pieces if piece.num_rows > 0] or pieces[:1]
-        return pyarrow.concat_tables(pieces) if pieces else schema.empty_table()
+        return pyarrow.concat_tables(pieces)
 
     def _fetch(self, partition: bytes) -> pyarrow.Table:
         """One piece of an answer, streamed from the worker that holds it."""

@@ -3,6 +3,7 @@ coordinator and 3 workers, guarded by a token) over TPC-H scale 0.01 that it gen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -56,41 +57,55 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Cluster:
-    binary = tally_binary()
-    assert binary.exists(), f"{binary} is missing: build it with `cargo build -p tally-client --bin tally`"
-    workdir = tmp_path_factory.mktemp("tally")
-    data = workdir / "tpch"
+def tpch_data(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("tpch")
     subprocess.run(
-        [str(binary), "gen-tpch", "--scale", "0.01", "--out", str(data), "--parts", "4"],
+        [str(tally_binary()), "gen-tpch", "--scale", "0.01", "--out", str(data), "--parts", "4"],
         check=True,
         capture_output=True,
         timeout=300,
     )
+    return data
+
+
+@contextlib.contextmanager
+def running_cluster(workdir: Path, tables: dict, extra_args: list = (), url_scheme: str = "grpc", tls_root_certs=None):
+    """`tally local` with 3 workers and a token over `tables`, until the block ends."""
     token = secrets.token_hex(24)
     token_file = workdir / "token"
     token_file.write_text(token)
     port = free_port()
-    args = [str(binary), "local", "--workers", "3", "--port", str(port), "--token-file", str(token_file)]
-    args += ["--data-root", str(workdir), "--table-dir", str(workdir / "tables")]
-    for table in TPCH_TABLES:
-        args += ["--table", f"{table}={data / table}"]
-    log = open(workdir / "tally-local.log", "w")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    endpoint = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+    args = [str(tally_binary()), "local", "--workers", "3", "--port", str(port), "--token-file", str(token_file)]
+    args += ["--data-root", str(workdir), "--table-dir", str(workdir / "tables"), *extra_args]
+    for name, path in tables.items():
+        args += ["--table", f"{name}={path}"]
+    log_path = workdir / "tally-local.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
         try:
-            tally_client.connect(f"grpc://{endpoint}", token=token).close()
-            break
-        except tally_client.TallyError:
-            assert process.poll() is None, (workdir / "tally-local.log").read_text()
-            assert time.monotonic() < deadline, "tally local did not answer within 60 s"
-            time.sleep(0.2)
-    yield Cluster(endpoint=endpoint, token=token, token_file=token_file, workdir=workdir)
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+            endpoint = f"127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    tally_client.connect(f"{url_scheme}://{endpoint}", token=token, tls_root_certs=tls_root_certs).close()
+                    break
+                except tally_client.TallyError:
+                    assert process.poll() is None, log_path.read_text()
+                    assert time.monotonic() < deadline, "tally local did not answer within 60 s"
+                    time.sleep(0.2)
+            yield Cluster(endpoint=endpoint, token=token, token_file=token_file, workdir=workdir)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory, tpch_data) -> Cluster:
+    binary = tally_binary()
+    assert binary.exists(), f"{binary} is missing: build it with `cargo build -p tally-client --bin tally`"
+    workdir = tmp_path_factory.mktemp("tally")
+    with running_cluster(workdir, {table: tpch_data / table for table in TPCH_TABLES}) as running:
+        yield running
 
 
 @pytest.fixture
