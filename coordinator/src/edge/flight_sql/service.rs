@@ -227,7 +227,7 @@ impl FlightSqlService for TallyFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Self::listing_info(query, &schema, request.into_inner())
     }
 
