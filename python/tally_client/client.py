@@ -2,7 +2,8 @@
 
 Queries go through the ADBC Flight SQL driver: the coordinator runs the statement as a job and
 answers with one endpoint per piece of the answer, at the worker that holds it; the pieces are
-fetched from the workers in parallel, one ADBC cursor each, and joined in order. Every endpoint
+fetched from the workers in parallel with pyarrow.flight (a thread per worker) and joined in
+order. Every endpoint
 carries the job id, which `metrics` and `cancel` use through Tally's own Flight actions
 (`tally.job`, `tally.cancel`) sent with pyarrow.flight.
 """
@@ -124,6 +125,7 @@ class Connection:
             db_kwargs[adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value] = f"Bearer {token}"
         if tls_root_certs:
             db_kwargs[adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value] = tls_root_certs.decode()
+        self._tls_root_certs = tls_root_certs
         self._flight = flight.FlightClient(url, tls_root_certs=tls_root_certs)
         # Ask once now, so that a wrong token or address fails in connect().
         try:
@@ -178,23 +180,35 @@ class Connection:
         if not partitions:  # Tally always names at least one endpoint; other servers may not.
             self.last_job_id = None
             return schema.empty_table()
-        self.last_job_id = flight.FlightInfo.deserialize(partitions[0]).app_metadata.decode() or None
+        infos = [flight.FlightInfo.deserialize(partition) for partition in partitions]
+        self.last_job_id = infos[0].app_metadata.decode() or None
+        # The pieces stream from the workers in parallel, a thread per worker reading its
+        # pieces in turn, with pyarrow.flight: one ADBC connection reads one partition at a
+        # time (a second read cancels the first).
+        by_location = {}
+        for index, info in enumerate(infos):
+            locations = info.endpoints[0].locations
+            location = locations[0].uri.decode() if locations else None
+            by_location.setdefault(location, []).append(index)
+        pieces = [None] * len(partitions)
+
+        def fetch_all(location, indices):
+            client = flight.FlightClient(location, tls_root_certs=self._tls_root_certs) if location else self._flight
+            try:
+                for index in indices:
+                    reader = client.do_get(infos[index].endpoints[0].ticket, options=self._options())
+                    pieces[index] = reader.read_all()
+            finally:
+                if client is not self._flight:
+                    client.close()
+
         try:
-            with ThreadPoolExecutor(max_workers=min(len(partitions), 8)) as pool:
-                pieces = list(pool.map(self._fetch, partitions))
-        except adbc_driver_manager.Error as error:
+            with ThreadPoolExecutor(max_workers=len(by_location)) as pool:
+                list(pool.map(fetch_all, by_location.keys(), by_location.values()))
+        except (flight.FlightError, pyarrow.ArrowException) as error:
             raise _tally_error(error) from None
         pieces = [piece for piece in pieces if piece.num_rows > 0] or pieces[:1]
         return pyarrow.concat_tables(pieces)
-
-    def _fetch(self, partition: bytes) -> pyarrow.Table:
-        """One piece of an answer, streamed from the worker that holds it."""
-        cursor = self._adbc.cursor()
-        try:
-            cursor.adbc_read_partition(partition)
-            return cursor.fetch_arrow_table()
-        finally:
-            cursor.close()
 
     def metrics(self, job_id: Optional[str] = None) -> JobMetrics:
         """The figures of `job_id` (by default the last job run here): its state, error,

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pyarrow
+import pyarrow.compute
 import pyarrow.csv
 import pytest
 
@@ -149,3 +150,24 @@ def test_a_user_name_with_the_token_as_password_logs_in_as_bi_tools_do(cluster):
     wrong = {"username": "analyst", "password": "not-the-cluster-token"}
     with pytest.raises(adbc_driver_manager.Error, match="wrong cluster token"):
         flightsql_dbapi.connect(cluster.url, db_kwargs=wrong, autocommit=True)
+
+
+def test_an_answer_in_pieces_on_several_workers_arrives_whole_and_in_order(cluster, tally):
+    import adbc_driver_flightsql.dbapi as flightsql_dbapi
+    import pyarrow.flight as flight
+
+    sql = "SELECT l_orderkey, l_linenumber FROM lineitem"
+    login = {"adbc.flight.sql.authorization_header": f"Bearer {cluster.token}"}
+    with flightsql_dbapi.connect(cluster.url, db_kwargs=login, autocommit=True) as connection:
+        with connection.cursor() as cursor:
+            partitions, _ = cursor.adbc_execute_partitions(sql)
+    locations = {flight.FlightInfo.deserialize(p).endpoints[0].locations[0].uri for p in partitions}
+    assert len(partitions) > 1 and len(locations) > 1, locations
+
+    answer = tally.sql(sql)
+    totals = tally.sql("SELECT count(*) AS n, sum(l_orderkey) AS s FROM lineitem").to_pylist()[0]
+    assert answer.num_rows == totals["n"]
+    assert pyarrow.compute.sum(answer.column("l_orderkey")).as_py() == totals["s"]
+    ordered = tally.sql(sql + " ORDER BY l_orderkey, l_linenumber")
+    keys = ordered.column("l_orderkey").to_pylist()
+    assert keys == sorted(keys)
