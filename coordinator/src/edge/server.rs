@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
 use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::auth::RequireToken;
 use tally_common::job_status::JobStatus;
 use tally_common::security::ClusterSecurity;
 use tally_meta::{MetaConfig, SharedMetaStore, WorkerEvent};
@@ -13,10 +15,12 @@ use tally_proto::coordinator::coordinator_service_server::CoordinatorServiceServ
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 use super::convert;
+use super::flight_sql::{TallyFlightSql, basic_to_bearer};
 use super::role::Role;
 use super::service::CoordinatorRpc;
 use crate::error::CoordinatorError;
@@ -176,6 +180,18 @@ pub async fn start_coordinator(
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let rpc = InterceptedService::new(rpc, move |request| gate.check(request));
+    // Flight SQL on the same port, behind the same token check and gate; Basic credentials
+    // whose password is the token count as the token.
+    let flight_gate = role.clone();
+    let mut flight_token = RequireToken::new(config.security.token.as_ref());
+    let flight_sql =
+        FlightServiceServer::new(TallyFlightSql::new(state.clone(), config.security.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let flight_sql = InterceptedService::new(flight_sql, move |request| {
+        let request = flight_token.call(basic_to_bearer(request)?)?;
+        flight_gate.check(request)
+    });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stop = shutdown_rx.clone();
@@ -184,6 +200,7 @@ pub async fn start_coordinator(
             .security
             .server()?
             .add_service(config.security.guard(rpc))
+            .add_service(flight_sql)
             // TCP_NODELAY: without it a response's last frame (the gRPC trailers) waits
             // for the peer's delayed ACK, about 40 ms per call.
             .serve_with_incoming_shutdown(

@@ -11,6 +11,7 @@ mod distinct;
 mod eager;
 mod etcd;
 mod explain;
+mod flight_sql;
 mod install_deps;
 mod kafka;
 mod limits;
