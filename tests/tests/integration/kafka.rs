@@ -465,3 +465,45 @@ async fn a_missing_topic_or_broker_and_bad_declarations_are_one_line_errors() {
     );
     cluster.shutdown().await;
 }
+
+/// Not a test: measures how many records per second a 3-worker refresh consumes (run with
+/// `cargo nextest run --workspace --run-ignored only -E 'test(records_per_second)'`); the
+/// view must still equal everything produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement: prints records per second of a refresh"]
+async fn records_per_second_of_a_three_worker_refresh() {
+    let tansu = Tansu::start();
+    tansu.create_topic("clicks", 4).await;
+    let mut produced = Produced::default();
+    produced.batch(&tansu, "clicks", 4, 1000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(3, dir.path()).await;
+    let client = cluster.client().await.unwrap();
+    sql(
+        &client,
+        &create_table(&tansu.brokers, "clicks", "'format' 'json'"),
+    )
+    .await;
+    sql(
+        &client,
+        &format!("CREATE MATERIALIZED VIEW by_country AS {REPORT}"),
+    )
+    .await;
+    let records = 400_000;
+    for _ in 0..20 {
+        produced.batch(&tansu, "clicks", 4, records / 20).await;
+    }
+    let started = std::time::Instant::now();
+    let refresh = sql(&client, "REFRESH MATERIALIZED VIEW by_country").await;
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(refreshed(&refresh).1, records.to_string());
+    assert_eq!(
+        rows(&sql(&client, "SELECT * FROM by_country").await.batches),
+        produced.report()
+    );
+    println!(
+        "refresh of {records} records (4 partitions, 3 workers): {seconds:.2} s, {:.0} records/s",
+        records as f64 / seconds
+    );
+    cluster.shutdown().await;
+}
