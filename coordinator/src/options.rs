@@ -56,6 +56,16 @@ impl ConfigExtension for TallyOptions {
     const PREFIX: &'static str = "tally";
 }
 
+/// `tally.kafka_max_records_per_task` of a session.
+pub(crate) fn kafka_max_records_per_task(options: &ConfigOptions) -> u64 {
+    options
+        .extensions
+        .get::<TallyOptions>()
+        .map_or(TallyOptions::default().kafka_max_records_per_task, |o| {
+            o.kafka_max_records_per_task
+        })
+}
+
 /// The rules in force for one job, after `tally.planner = naive` has had its say.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Rules {

@@ -14,7 +14,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use tally_common::kafka::{KafkaOptions, KafkaScanExec, KafkaTopic, slices, with_metadata_columns};
 
-use crate::options::TallyOptions;
+use crate::options::kafka_max_records_per_task;
 
 #[derive(Debug)]
 pub(crate) struct KafkaTable {
@@ -58,13 +58,7 @@ impl TableProvider for KafkaTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let max_records = state
-            .config_options()
-            .extensions
-            .get::<TallyOptions>()
-            .map_or(TallyOptions::default().kafka_max_records_per_task, |o| {
-                o.kafka_max_records_per_task
-            });
+        let max_records = kafka_max_records_per_task(state.config_options());
         let ranges = self.topic.watermarks().await?;
         let projection = match projection {
             Some(columns) => columns.clone(),

@@ -34,7 +34,7 @@ use super::views::{
 };
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
-use crate::options::TallyOptions;
+use crate::options::kafka_max_records_per_task;
 
 /// Runs the view statements and keeps one refresh per view at a time.
 pub(crate) struct ViewJobs {
@@ -479,13 +479,7 @@ impl ViewJobs {
                     )));
                 }
             };
-            let max_records = state
-                .config_options()
-                .extensions
-                .get::<TallyOptions>()
-                .map_or(TallyOptions::default().kafka_max_records_per_task, |o| {
-                    o.kafka_max_records_per_task
-                });
+            let max_records = kafka_max_records_per_task(state.config_options());
             let read = records_after(name, source_scan, covered, max_records)?;
             let keep = match mode {
                 RefreshMode::Incremental if read.records == 0 => return Ok(None),

@@ -122,6 +122,41 @@ async fn sql(client: &Client, sql: &str) -> QueryResult {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// A topic `clicks` of `partitions` partitions holding `first` records, a cluster of
+/// `workers` with the table `clicks` over it, and the view `by_country` of `REPORT` made.
+struct ViewOverTopic {
+    tansu: Tansu,
+    produced: Produced,
+    cluster: LocalCluster,
+    client: Client,
+    /// The answer of the CREATE MATERIALIZED VIEW.
+    created: QueryResult,
+    /// Holds the view's states: bind it (`_dir`, not `..`) for as long as the cluster runs.
+    _dir: tempfile::TempDir,
+}
+
+async fn view_over_topic(partitions: i32, first: usize, workers: usize) -> ViewOverTopic {
+    let tansu = Tansu::start();
+    tansu.create_topic("clicks", partitions).await;
+    let mut produced = Produced::default();
+    produced.batch(&tansu, "clicks", partitions, first).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(workers, dir.path()).await;
+    let client = cluster.client().await.unwrap();
+    let table = create_table(&tansu.brokers, "clicks", "'format' 'json'");
+    sql(&client, &table).await;
+    let view = format!("CREATE MATERIALIZED VIEW by_country AS {REPORT}");
+    let created = sql(&client, &view).await;
+    ViewOverTopic {
+        tansu,
+        produced,
+        cluster,
+        client,
+        created,
+        _dir: dir,
+    }
+}
+
 /// Task counts of the stages that read no other stage.
 fn scan_tasks(metrics: &JobMetrics) -> Vec<u32> {
     metrics
@@ -219,23 +254,15 @@ async fn a_topic_reads_as_a_table_in_slices_of_its_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_view_over_a_topic_takes_every_record_exactly_once() {
-    let tansu = Tansu::start();
-    tansu.create_topic("clicks", 4).await;
-    let mut produced = Produced::default();
-    produced.batch(&tansu, "clicks", 4, 120).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(3, dir.path()).await;
-    let client = cluster.client().await.unwrap();
-    sql(
-        &client,
-        &create_table(&tansu.brokers, "clicks", "'format' 'json'"),
-    )
-    .await;
-    let created = sql(
-        &client,
-        &format!("CREATE MATERIALIZED VIEW by_country AS {REPORT}"),
-    )
-    .await;
+    let ViewOverTopic {
+        tansu,
+        mut produced,
+        cluster,
+        client,
+        created,
+        _dir,
+        ..
+    } = view_over_topic(4, 120, 3).await;
     assert_eq!(
         refreshed(&created),
         ("full".to_string(), "120".to_string(), "120".to_string())
@@ -282,23 +309,14 @@ async fn a_view_over_a_topic_takes_every_record_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_lost_in_the_middle_of_a_refresh_costs_tasks_not_records() {
-    let tansu = Tansu::start();
-    tansu.create_topic("clicks", 4).await;
-    let mut produced = Produced::default();
-    produced.batch(&tansu, "clicks", 4, 40).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cluster = cluster(3, dir.path()).await;
-    let client = cluster.client().await.unwrap();
-    sql(
-        &client,
-        &create_table(&tansu.brokers, "clicks", "'format' 'json'"),
-    )
-    .await;
-    sql(
-        &client,
-        &format!("CREATE MATERIALIZED VIEW by_country AS {REPORT}"),
-    )
-    .await;
+    let ViewOverTopic {
+        tansu,
+        mut produced,
+        mut cluster,
+        client,
+        _dir,
+        ..
+    } = view_over_topic(4, 40, 3).await;
 
     produced.batch(&tansu, "clicks", 4, 4000).await;
     // 200 slices of 20 records: a worker is killed while it runs one, after others finished;
@@ -357,23 +375,14 @@ async fn a_worker_lost_in_the_middle_of_a_refresh_costs_tasks_not_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_records_fail_with_their_offset_or_are_skipped() {
-    let tansu = Tansu::start();
-    tansu.create_topic("clicks", 1).await;
-    let mut produced = Produced::default();
-    produced.batch(&tansu, "clicks", 1, 10).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(2, dir.path()).await;
-    let client = cluster.client().await.unwrap();
-    sql(
-        &client,
-        &create_table(&tansu.brokers, "clicks", "'format' 'json'"),
-    )
-    .await;
-    sql(
-        &client,
-        &format!("CREATE MATERIALIZED VIEW by_country AS {REPORT}"),
-    )
-    .await;
+    let ViewOverTopic {
+        tansu,
+        produced,
+        cluster,
+        client,
+        _dir,
+        ..
+    } = view_over_topic(1, 10, 2).await;
     let before = produced.report();
 
     tansu
@@ -472,23 +481,14 @@ async fn a_missing_topic_or_broker_and_bad_declarations_are_one_line_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a measurement: prints records per second of a refresh"]
 async fn records_per_second_of_a_three_worker_refresh() {
-    let tansu = Tansu::start();
-    tansu.create_topic("clicks", 4).await;
-    let mut produced = Produced::default();
-    produced.batch(&tansu, "clicks", 4, 1000).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(3, dir.path()).await;
-    let client = cluster.client().await.unwrap();
-    sql(
-        &client,
-        &create_table(&tansu.brokers, "clicks", "'format' 'json'"),
-    )
-    .await;
-    sql(
-        &client,
-        &format!("CREATE MATERIALIZED VIEW by_country AS {REPORT}"),
-    )
-    .await;
+    let ViewOverTopic {
+        tansu,
+        mut produced,
+        cluster,
+        client,
+        _dir,
+        ..
+    } = view_over_topic(4, 1000, 3).await;
     let records = 400_000;
     for _ in 0..20 {
         produced.batch(&tansu, "clicks", 4, records / 20).await;
