@@ -29,14 +29,8 @@ pub(crate) async fn register_s3_table(
     options: &S3Options,
     format: Option<TableFormat>,
 ) -> Result<(String, TableFormat), CoordinatorError> {
-    let store = options
-        .build(bucket)
-        .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))?;
-    let key = location
-        .strip_prefix("s3://")
-        .and_then(|rest| rest.strip_prefix(bucket))
-        .unwrap_or("")
-        .trim_start_matches('/');
+    let store = store_for(name, bucket, options)?;
+    let key = key_in_bucket(location, bucket);
     let one_object = TableFormat::of_file(Path::new(key)).is_some();
     let (location, found) = if one_object {
         (location.to_string(), Path::new(key).to_path_buf())
@@ -71,6 +65,26 @@ pub(crate) async fn register_s3_table(
         .register(ctx, name, &location, one_object, &location)
         .await?;
     Ok((location, format))
+}
+
+/// The client of `bucket` for table `name`.
+fn store_for(
+    name: &str,
+    bucket: &str,
+    options: &S3Options,
+) -> Result<Arc<dyn ObjectStore>, CoordinatorError> {
+    options
+        .build(bucket)
+        .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))
+}
+
+/// The object key (or prefix) an `s3://bucket/...` location names in `bucket`.
+fn key_in_bucket<'a>(location: &'a str, bucket: &str) -> &'a str {
+    location
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.strip_prefix(bucket))
+        .unwrap_or("")
+        .trim_start_matches('/')
 }
 
 /// The first object under `prefix` that is a table file (any object when none is named
@@ -138,14 +152,8 @@ impl S3Target {
         bucket: &str,
         options: S3Options,
     ) -> Result<Self, CoordinatorError> {
-        let store = options
-            .build(bucket)
-            .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))?;
-        let key = location
-            .strip_prefix("s3://")
-            .and_then(|rest| rest.strip_prefix(bucket))
-            .unwrap_or("")
-            .trim_matches('/');
+        let store = store_for(name, bucket, &options)?;
+        let key = key_in_bucket(location, bucket).trim_end_matches('/');
         let prefix = ObjectPath::from(key);
         if let Some(first) = store.list(Some(&prefix)).next().await {
             let first = first.map_err(|e| refusal(name, bucket, &options, &e))?;
