@@ -77,6 +77,8 @@ pub struct StageMetrics {
     pub rules: Vec<String>,
     /// Bytes its operators spilled to disk for want of memory.
     pub spilled_bytes: u64,
+    /// Records of a Kafka table its tasks skipped as malformed (`on_malformed = 'skip'`).
+    pub malformed_records: u64,
 }
 
 impl From<&JobStatus> for JobMetrics {
@@ -97,6 +99,7 @@ impl From<&JobStatus> for JobMetrics {
                 elapsed_ms: s.elapsed.as_millis() as u64,
                 rules: s.rules.clone(),
                 spilled_bytes: s.spilled_bytes,
+                malformed_records: s.malformed_records,
             })
             .collect();
         JobMetrics {

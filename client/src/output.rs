@@ -78,8 +78,13 @@ pub fn summarize(metrics: &JobMetrics, rows: usize) -> String {
         } else {
             String::new()
         };
+        let malformed = if stage.malformed_records > 0 {
+            format!(", skipped {} malformed records", stage.malformed_records)
+        } else {
+            String::new()
+        };
         text.push_str(&format!(
-            "  stage {} ({inputs}; {} tasks) -> {}: {} rows, shuffled {} ({} rows){spilled}\n",
+            "  stage {} ({inputs}; {} tasks) -> {}: {} rows, shuffled {} ({} rows){spilled}{malformed}\n",
             stage.stage_id,
             stage.tasks,
             stage.output,

@@ -116,6 +116,8 @@ pub struct StageStatus {
     pub rules: Vec<String>,
     /// Bytes its operators spilled to disk for want of memory.
     pub spilled_bytes: u64,
+    /// Records of a Kafka table its tasks skipped as malformed.
+    pub malformed_records: u64,
     /// Its plan, indented, for EXPLAIN and debugging.
     pub plan: String,
     /// One per task (partition), as its latest attempt stands.
@@ -266,6 +268,7 @@ impl From<&StageStatus> for pb::StageStatus {
             elapsed_ms: stage.elapsed.as_millis() as u64,
             rules: stage.rules.clone(),
             spilled_bytes: stage.spilled_bytes,
+            malformed_records: stage.malformed_records,
             plan: stage.plan.clone(),
             tasks: stage
                 .tasks
@@ -346,6 +349,7 @@ impl From<&pb::StageStatus> for StageStatus {
             elapsed: Duration::from_millis(stage.elapsed_ms),
             rules: stage.rules.clone(),
             spilled_bytes: stage.spilled_bytes,
+            malformed_records: stage.malformed_records,
             plan: stage.plan.clone(),
             tasks: stage
                 .tasks
@@ -392,6 +396,7 @@ mod tests {
                 elapsed: Duration::from_millis(12),
                 rules: vec!["partial_aggregation".to_string()],
                 spilled_bytes: 0,
+                malformed_records: 3,
                 plan: "ShuffleWriterExec".to_string(),
                 tasks: vec![TaskStatus {
                     partition: 0,

@@ -112,6 +112,19 @@ impl S3Options {
             .collect()
     }
 
+    /// These options without the secrets, as table options: what the cluster state may
+    /// record of them.
+    pub fn recordable(&self) -> BTreeMap<String, String> {
+        self.to_table_options()
+            .into_iter()
+            .filter(|(key, _)| {
+                !SECRETS
+                    .iter()
+                    .any(|secret| key.strip_prefix(TABLE_OPTION_PREFIX) == Some(secret))
+            })
+            .collect()
+    }
+
     /// The job setting that carries these options for `bucket` to the workers.
     pub fn to_setting(&self, bucket: &str) -> (String, String) {
         let value = serde_json::to_string(&self.0).expect("a map of strings serializes");
@@ -259,6 +272,12 @@ mod tests {
         let (rest, buckets) = split_settings(&settings).unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(buckets.get("my.bucket"), Some(&options));
+        let recorded = options.recordable();
+        assert_eq!(
+            recorded.get("aws.endpoint").map(String::as_str),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! What is stored per worker and per table, as JSON so an operator can read it with etcdctl.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use tally_common::ids::WorkerId;
 
@@ -25,6 +27,11 @@ pub struct TableRecord {
     /// read from files (a Kafka topic), planned again when the coordinator starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definition: Option<String>,
+    /// The options of a table in an S3 bucket that are not secrets (endpoint, region,
+    /// allow_http), as table options (`aws.endpoint`): credentials never enter the cluster
+    /// state, and after a restart come from the coordinator's environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// What a materialized view is and exactly which source inputs its stored states cover.

@@ -22,6 +22,7 @@ use futures::TryStreamExt;
 use tally_common::codec::decode_plan;
 use tally_common::failure::FailureKind;
 use tally_common::ids::{JobId, TaskKey};
+use tally_common::kafka::MALFORMED_RECORDS_METRIC;
 use tally_common::object_stores::{ObjectStore, S3Options, register_bucket, split_settings};
 use tally_common::shuffle_env::ShuffleEnv;
 use tally_common::shuffle_reader::ShuffleReaderExec;
@@ -178,6 +179,7 @@ impl TaskExecutor {
             partial_input_rows: partial_input_rows(&plan),
             elapsed_ms: started.elapsed().as_millis() as u64,
             spilled_bytes: spilled_bytes(&plan),
+            malformed_records: malformed_records(&plan),
             ..Default::default()
         };
         match outcome {
@@ -400,6 +402,20 @@ fn partial_input_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
     })
     .expect("the walk cannot fail");
     rows
+}
+
+/// Records the plan's Kafka scans skipped as malformed.
+fn malformed_records(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let mut total = 0;
+    plan.apply(|node| {
+        total += node
+            .metrics()
+            .and_then(|m| m.sum_by_name(MALFORMED_RECORDS_METRIC))
+            .map_or(0, |v| v.as_usize() as u64);
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
+    total
 }
 
 /// Bytes the plan's operators spilled to disk.

@@ -15,7 +15,7 @@ use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling
 use rskafka::client::{Client, ClientBuilder};
 
 pub use decode::{METADATA_COLUMNS, MalformedRecord, RecordDecoder, with_metadata_columns};
-pub use scan::KafkaScanExec;
+pub use scan::{KafkaScanExec, MALFORMED_RECORDS_METRIC};
 
 /// How long a call to the brokers is retried before it fails with the brokers' last error:
 /// an unreachable broker must fail a statement, not hang it.

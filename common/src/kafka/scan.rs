@@ -21,6 +21,9 @@ use rskafka::client::partition::PartitionClient;
 
 use super::{KafkaOptions, KafkaTopic, OffsetRange, RecordDecoder};
 
+/// The scan's count of records skipped as malformed, which tasks report to the coordinator.
+pub const MALFORMED_RECORDS_METRIC: &str = "malformed_records";
+
 /// Most bytes one fetch asks a broker for.
 const FETCH_BYTES: i32 = 4 * 1024 * 1024;
 /// How long a fetch waits for records the broker does not have yet: a scan reads only
@@ -187,7 +190,8 @@ impl ExecutionPlan for KafkaScanExec {
                 &self.topic.topic,
             ),
             projection: self.projection.clone(),
-            malformed: MetricBuilder::new(&self.metrics).counter("malformed_records", partition),
+            malformed: MetricBuilder::new(&self.metrics)
+                .counter(MALFORMED_RECORDS_METRIC, partition),
             output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
             client: None,
             offset: slice.start,

@@ -66,6 +66,7 @@ pub(crate) fn task_report(report: pb::TaskStatusReport) -> Option<TaskReport> {
             .collect(),
         partial_input_rows: report.partial_input_rows,
         spilled_bytes: report.spilled_bytes,
+        malformed_records: report.malformed_records,
         task,
     })
 }

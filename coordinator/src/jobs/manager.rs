@@ -338,6 +338,7 @@ impl JobManager {
                         reads: Vec::new(),
                         partial_input_rows: None,
                         spilled_bytes: 0,
+                        malformed_records: 0,
                     });
                 }
             });

@@ -73,6 +73,8 @@ pub(crate) struct StageRun {
     pub shuffle_rows: u64,
     /// What its tasks spilled to disk for want of memory.
     pub spilled_bytes: u64,
+    /// Records of a Kafka table its tasks skipped as malformed.
+    pub malformed_records: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +183,7 @@ impl StageRun {
             shuffle_uncompressed_bytes: 0,
             shuffle_rows: 0,
             spilled_bytes: 0,
+            malformed_records: 0,
         }
     }
 

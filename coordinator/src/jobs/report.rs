@@ -19,6 +19,8 @@ pub(crate) struct TaskReport {
     /// Rows that entered the stage's partial aggregation, when it has one.
     pub partial_input_rows: Option<u64>,
     pub spilled_bytes: u64,
+    /// Records of a Kafka table the task skipped as malformed.
+    pub malformed_records: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,10 @@ impl Job {
             return ReportOutcome::Nothing;
         }
         stage.spilled_bytes += report.spilled_bytes;
+        // Counted once per task: the records of a failed attempt are read again.
+        if matches!(report.outcome, TaskOutcome::Succeeded { .. }) {
+            stage.malformed_records += report.malformed_records;
+        }
         match report.outcome {
             TaskOutcome::Succeeded { outputs } => {
                 task.succeed(outputs, report.partial_input_rows);

@@ -32,6 +32,7 @@ pub(crate) fn planned_stage(stage: &StagePlan) -> StageStatus {
         elapsed: Duration::ZERO,
         rules: stage.rules.clone(),
         spilled_bytes: 0,
+        malformed_records: 0,
         plan: displayable(stage.plan.as_ref()).indent(false).to_string(),
         tasks: Vec::new(),
     }
@@ -69,6 +70,7 @@ fn stage_status(stage: &StageRun) -> StageStatus {
             .cloned()
             .collect(),
         spilled_bytes: stage.spilled_bytes,
+        malformed_records: stage.malformed_records,
         plan: displayable(stage.launched_plan().as_ref())
             .indent(false)
             .to_string(),

@@ -181,6 +181,7 @@ impl Cluster {
             reads: Vec::new(),
             partial_input_rows: Some(10),
             spilled_bytes: 0,
+            malformed_records: 0,
         });
     }
 
@@ -195,6 +196,7 @@ impl Cluster {
             reads: Vec::new(),
             partial_input_rows: None,
             spilled_bytes: 0,
+            malformed_records: 0,
         });
     }
 

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{CreateExternalTable, DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use tally_common::bucketing::BucketSpec;
 use tally_common::kafka::{KafkaOptions, KafkaTopic};
-use tally_common::object_stores::{S3Options, s3_bucket};
+use tally_common::object_stores::{ObjectStore, S3Options, register_bucket, s3_bucket};
 use tally_meta::{SharedMetaStore, TableRecord, ViewManifest};
 
 use super::bucketed_table::BucketedTable;
@@ -62,9 +62,9 @@ pub(crate) struct Catalog {
     store: SharedMetaStore,
     /// Where tables may be read from and written to.
     pub data_roots: DataRoots,
-    /// The options of every S3 bucket a table was registered from, for the workers. Kept in
-    /// memory only: credentials never enter the cluster state, so after a restart these
-    /// tables read with the coordinator's environment.
+    /// The options of every S3 bucket a table or view is in, for the workers. The cluster
+    /// state records only those that are not secrets: after a restart these tables read with
+    /// the recorded endpoint and region and the coordinator's environment's credentials.
     buckets: Mutex<BTreeMap<String, S3Options>>,
 }
 
@@ -93,6 +93,30 @@ impl Catalog {
     pub(crate) fn bucket_options(&self, bucket: &str) -> S3Options {
         let buckets = self.buckets.lock().expect("bucket list poisoned");
         buckets.get(bucket).cloned().unwrap_or_default()
+    }
+
+    /// The client of `bucket` built with `options`, registered for the planning sessions
+    /// and, through the job settings, for the workers.
+    pub(crate) fn use_bucket(
+        &self,
+        bucket: &str,
+        options: S3Options,
+    ) -> Result<Arc<dyn ObjectStore>, CoordinatorError> {
+        let store = options
+            .build(bucket)
+            .map_err(CoordinatorError::from_datafusion)?;
+        register_bucket(&self.base.runtime_env(), bucket, store.clone());
+        let mut buckets = self.buckets.lock().expect("bucket list poisoned");
+        buckets.insert(bucket.to_string(), options);
+        Ok(store)
+    }
+
+    /// What the cluster state may record of the options of the bucket `location` is in.
+    fn recordable_options(&self, location: &str) -> BTreeMap<String, String> {
+        match s3_bucket(location) {
+            Some(Ok(bucket)) => self.bucket_options(&bucket).recordable(),
+            _ => BTreeMap::new(),
+        }
     }
 
     /// The session every job's session starts from.
@@ -128,6 +152,7 @@ impl Catalog {
         options: &HashMap<String, String>,
     ) -> Result<TableView, CoordinatorError> {
         let entry = self.load(name, path, format, options).await?;
+        let recorded = self.recordable_options(path);
         self.store
             .put_table(&TableRecord {
                 name: entry.name.clone(),
@@ -135,6 +160,7 @@ impl Catalog {
                 format: entry.format.as_str().to_string(),
                 view: None,
                 definition: None,
+                options: recorded,
             })
             .await?;
         self.view(&entry.name).await
@@ -155,6 +181,7 @@ impl Catalog {
                 format: entry.format.as_str().to_string(),
                 view: None,
                 definition: Some(definition.to_string()),
+                options: BTreeMap::new(),
             })
             .await?;
         self.view(&entry.name).await
@@ -222,15 +249,18 @@ impl Catalog {
                 let options = S3Options::from_table_options(options)
                     .map_err(CoordinatorError::from_datafusion)?;
                 check_table_name(name)?;
-                let (location, format) =
+                let table =
                     register_s3_table(&self.base, name, path, &bucket, &options, format).await?;
+                if let Some(spec) = &table.bucketing {
+                    bucket_table(&self.base, name, spec).await?;
+                }
                 let mut buckets = self.buckets.lock().expect("bucket list poisoned");
                 buckets.insert(bucket, options);
                 TableEntry {
                     name: name.to_string(),
-                    path: PathBuf::from(location),
-                    format,
-                    bucketing: None,
+                    path: PathBuf::from(table.location),
+                    format: table.format,
+                    bucketing: table.bucketing,
                     view: None,
                 }
             }
@@ -263,9 +293,9 @@ impl Catalog {
             }
             let format = TableFormat::parse(&table.format)?;
             self.data_roots.allow(&table.path);
-            let no_options = HashMap::new();
+            let options: HashMap<String, String> = table.options.into_iter().collect();
             let loaded = self
-                .load(&table.name, &table.path, Some(format), &no_options)
+                .load(&table.name, &table.path, Some(format), &options)
                 .await;
             if let Err(error) = loaded {
                 tracing::error!(table = %table.name, %error, "cannot load a recorded table");
@@ -276,6 +306,13 @@ impl Catalog {
             let Some(manifest) = table.view else { continue };
             self.data_roots.allow(&table.path);
             let loaded = async {
+                if let Some(bucket) = s3_bucket(&table.path) {
+                    let bucket = bucket.map_err(CoordinatorError::from_datafusion)?;
+                    let options: HashMap<String, String> = table.options.into_iter().collect();
+                    let options = S3Options::from_table_options(&options)
+                        .map_err(CoordinatorError::from_datafusion)?;
+                    self.use_bucket(&bucket, options)?;
+                }
                 let view = CompiledView::compile(&self.base.state(), &manifest.query).await?;
                 let dir = Path::new(&table.path);
                 let states = self.open_view(dir, &manifest, Arc::new(view))?;
@@ -323,6 +360,7 @@ impl Catalog {
                 format: TableFormat::Parquet.as_str().to_string(),
                 view: Some(manifest.clone()),
                 definition: None,
+                options: self.recordable_options(&dir.to_string_lossy()),
             })
             .await?;
         self.register_view(name, dir, manifest, table)
@@ -483,16 +521,7 @@ pub(crate) async fn register_table(
         _ => None,
     };
     if let Some(spec) = &bucketing {
-        let files = ctx
-            .table_provider(name)
-            .await
-            .map_err(CoordinatorError::from_datafusion)?;
-        spec.partitioning(&files.schema())
-            .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))?;
-        ctx.deregister_table(name)
-            .map_err(CoordinatorError::from_datafusion)?;
-        ctx.register_table(name, Arc::new(BucketedTable::new(files, spec.clone())))
-            .map_err(CoordinatorError::from_datafusion)?;
+        bucket_table(ctx, name, spec).await?;
     }
     Ok(TableEntry {
         name: name.to_string(),
@@ -501,4 +530,23 @@ pub(crate) async fn register_table(
         bucketing,
         view: None,
     })
+}
+
+/// Replaces the files of table `name` in `ctx` with the same files read by bucket.
+async fn bucket_table(
+    ctx: &SessionContext,
+    name: &str,
+    spec: &BucketSpec,
+) -> Result<(), CoordinatorError> {
+    let files = ctx
+        .table_provider(name)
+        .await
+        .map_err(CoordinatorError::from_datafusion)?;
+    spec.partitioning(&files.schema())
+        .map_err(|e| CoordinatorError::Query(format!("table {name}: {e}")))?;
+    ctx.deregister_table(name)
+        .map_err(CoordinatorError::from_datafusion)?;
+    ctx.register_table(name, Arc::new(BucketedTable::new(files, spec.clone())))
+        .map_err(CoordinatorError::from_datafusion)?;
+    Ok(())
 }

@@ -97,7 +97,8 @@ pub(crate) fn bucket_count(value: &SqlExpr) -> Result<usize, CoordinatorError> {
         .ok_or_else(|| CoordinatorError::Query("buckets takes a number from 1 to 4096".to_string()))
 }
 
-fn literal(expr: &SqlExpr) -> Option<String> {
+/// The text of a literal or bare word option value.
+pub(crate) fn literal(expr: &SqlExpr) -> Option<String> {
     match expr {
         SqlExpr::Value(ValueWithSpan { value, .. }) => match value {
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),

@@ -19,8 +19,16 @@ use tally_common::object_stores::{S3Options, describe_error, register_bucket};
 use super::table_format::TableFormat;
 use crate::error::CoordinatorError;
 
-/// Registers the objects at `location` in `bucket` as table `name`; returns the location
-/// as registered (a folder ends with `/`) and the format.
+/// A table registered from a bucket.
+pub(crate) struct S3Table {
+    /// As registered: a folder ends with `/`.
+    pub location: String,
+    pub format: TableFormat,
+    /// Read from the prefix's bucketing file, when a bucketed CTAS wrote the table.
+    pub bucketing: Option<BucketSpec>,
+}
+
+/// Registers the objects at `location` in `bucket` as table `name`.
 pub(crate) async fn register_s3_table(
     ctx: &SessionContext,
     name: &str,
@@ -28,7 +36,7 @@ pub(crate) async fn register_s3_table(
     bucket: &str,
     options: &S3Options,
     format: Option<TableFormat>,
-) -> Result<(String, TableFormat), CoordinatorError> {
+) -> Result<S3Table, CoordinatorError> {
     let store = store_for(name, bucket, options)?;
     let key = key_in_bucket(location, bucket);
     let one_object = TableFormat::of_file(Path::new(key)).is_some();
@@ -60,11 +68,43 @@ pub(crate) async fn register_s3_table(
             )));
         }
     };
+    let bucketing = match (one_object, format) {
+        (false, TableFormat::Parquet) => {
+            read_bucketing(store.as_ref(), name, bucket, key, options).await?
+        }
+        _ => None,
+    };
     register_bucket(&ctx.runtime_env(), bucket, store);
     format
         .register(ctx, name, &location, one_object, &location)
         .await?;
-    Ok((location, format))
+    Ok(S3Table {
+        location,
+        format,
+        bucketing,
+    })
+}
+
+/// The bucketing recorded beside the objects under `prefix`, if a bucketed CTAS wrote them.
+async fn read_bucketing(
+    store: &dyn ObjectStore,
+    name: &str,
+    bucket: &str,
+    prefix: &str,
+    options: &S3Options,
+) -> Result<Option<BucketSpec>, CoordinatorError> {
+    let path = ObjectPath::from(prefix).join(METADATA_FILE);
+    let bytes = match store.get(&path).await {
+        Ok(object) => object.bytes().await,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| refusal(name, bucket, options, &e))?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        CoordinatorError::Query(format!(
+            "table {name}: s3://{bucket}/{path} is not a bucketing file: {e}"
+        ))
+    })
 }
 
 /// The client of `bucket` for table `name`.

@@ -6,7 +6,7 @@
 //! removed), and one view is refreshed by one job at a time.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
@@ -15,12 +15,12 @@ use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
-use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::union::UnionExec;
-use tally_common::bucketing::{BucketSinkExec, bucket_file, bucket_of};
+use tally_common::bucketing::{BucketSinkExec, bucket_of};
 use tally_common::ids::JobId;
+use tally_common::object_stores::s3_bucket;
 use tally_meta::{CoveredInput, CoveredOffset, ViewManifest};
 
 use super::catalog::Catalog;
@@ -28,8 +28,8 @@ use super::catalog::TableFormat;
 use super::explain::to_ipc;
 use super::session::JobSession;
 use super::views::{
-    CompiledView, InputChanges, RefreshMode, ViewCandidate, ViewStatement, answer_from_views,
-    current_inputs, generation_dir, inputs_of, kafka_ranges, now_ms, records_after, restrict_to,
+    CompiledView, InputChanges, RefreshMode, ViewCandidate, ViewLocation, ViewStatement,
+    answer_from_views, current_inputs, inputs_of, kafka_ranges, now_ms, records_after, restrict_to,
     touched_buckets,
 };
 use crate::error::CoordinatorError;
@@ -85,6 +85,7 @@ impl ViewJobs {
                 query,
                 bucket_by,
                 buckets,
+                location,
             } => {
                 if self.catalog.contains(&name) {
                     return Err(CoordinatorError::Query(format!(
@@ -98,12 +99,20 @@ impl ViewJobs {
                         "{source} is a materialized view: a view reads a table of files"
                     )));
                 }
-                let dir = self.table_dir.join(&name);
-                let dir = self.catalog.data_roots.check(&dir.to_string_lossy())?;
-                if std::fs::read_dir(&dir).is_ok_and(|mut e| e.next().is_some()) {
+                let location = match location {
+                    Some(location) if s3_bucket(&location).is_some() => {
+                        self.locate(location.trim_end_matches('/'))?
+                    }
+                    Some(dir) => ViewLocation::Local(self.catalog.data_roots.check(&dir)?),
+                    None => {
+                        let dir = self.table_dir.join(&name);
+                        ViewLocation::Local(self.catalog.data_roots.check(&dir.to_string_lossy())?)
+                    }
+                };
+                if !location.is_empty().await? {
                     return Err(CoordinatorError::Query(format!(
-                        "cannot create view {name} at {}: the folder is not empty",
-                        dir.display()
+                        "cannot create view {name} at {}: it is not empty",
+                        location.root().display()
                     )));
                 }
                 let bucket_by = bucket_by.unwrap_or_else(|| {
@@ -130,7 +139,7 @@ impl ViewJobs {
                 self.refresh(
                     sql,
                     &name,
-                    &dir,
+                    location,
                     manifest,
                     view,
                     RefreshMode::Full,
@@ -151,11 +160,12 @@ impl ViewJobs {
                 // Planned again in this job's session: the source's files are listed now.
                 let view =
                     CompiledView::compile(&session.ctx.state(), &current.manifest.query).await?;
+                let location = self.locate(&entry.path.to_string_lossy())?;
                 self.lock(&name)?;
                 self.refresh(
                     sql,
                     &name,
-                    &entry.path,
+                    location,
                     current.manifest,
                     view,
                     mode,
@@ -167,13 +177,12 @@ impl ViewJobs {
             ViewStatement::Drop { name, if_exists } => {
                 match self.catalog.entry(&name) {
                     Some(entry) if entry.view.is_some() => {
+                        let location = self.locate(&entry.path.to_string_lossy())?;
                         self.lock(&name)?;
                         let dropped = self.catalog.drop_table(&name, false).await;
                         self.unlock(&name);
                         dropped?;
-                        if let Err(error) = std::fs::remove_dir_all(&entry.path) {
-                            tracing::warn!(view = %name, %error, "cannot remove the folder of a dropped view");
-                        }
+                        location.remove_all().await;
                     }
                     Some(_) => {
                         return Err(CoordinatorError::Query(format!(
@@ -251,6 +260,21 @@ impl ViewJobs {
         answer_from_views(analyzed, &candidates).map_err(CoordinatorError::from_datafusion)
     }
 
+    /// Where the view at `path` (a folder or `s3://bucket/prefix`) keeps its states; a
+    /// bucket is read with the options its tables were registered with, or the environment.
+    fn locate(&self, path: &str) -> Result<ViewLocation, CoordinatorError> {
+        match s3_bucket(path) {
+            Some(bucket) => {
+                let bucket = bucket.map_err(CoordinatorError::from_datafusion)?;
+                let store = self
+                    .catalog
+                    .use_bucket(&bucket, self.catalog.bucket_options(&bucket))?;
+                Ok(ViewLocation::s3(path, &bucket, store))
+            }
+            None => Ok(ViewLocation::Local(PathBuf::from(path))),
+        }
+    }
+
     fn lock(&self, name: &str) -> Result<(), CoordinatorError> {
         let mut refreshing = self.refreshing.lock().expect("refresh locks poisoned");
         match refreshing.get(name) {
@@ -294,7 +318,7 @@ impl ViewJobs {
         self: &Arc<Self>,
         sql: &str,
         name: &str,
-        dir: &Path,
+        location: ViewLocation,
         manifest: ViewManifest,
         view: CompiledView,
         mode: RefreshMode,
@@ -302,7 +326,7 @@ impl ViewJobs {
         workers: usize,
     ) -> Result<JobId, CoordinatorError> {
         let started = self
-            .start_refresh(sql, name, dir, manifest, view, mode, session, workers)
+            .start_refresh(sql, name, location, manifest, view, mode, session, workers)
             .await;
         match &started {
             Ok((id, true)) => {
@@ -328,7 +352,7 @@ impl ViewJobs {
         self: &Arc<Self>,
         sql: &str,
         name: &str,
-        dir: &Path,
+        location: ViewLocation,
         manifest: ViewManifest,
         view: CompiledView,
         mode: RefreshMode,
@@ -373,24 +397,27 @@ impl ViewJobs {
             .merge(states, &spec)
             .map_err(CoordinatorError::from_datafusion)?;
         let generation = manifest.generation + 1;
-        let states_dir = generation_dir(dir, generation);
         // Left by a refresh that failed: never part of the view.
-        let _ = std::fs::remove_dir_all(&states_dir);
-        let sink = Arc::new(BucketSinkExec::new(merged, states_dir.clone()));
+        location.remove_generation(generation).await;
+        let sink = Arc::new(BucketSinkExec::new(merged, location.generation(generation)));
         // Task `b` writes bucket `b`: the merge must never be gathered into one task.
         session.rules.final_gather_max_groups = 0;
-        let failed_dir = states_dir.clone();
+        if let Some(Ok(bucket)) = s3_bucket(&location.root().to_string_lossy()) {
+            let (key, value) = self.catalog.bucket_options(&bucket).to_setting(&bucket);
+            session.worker_settings.0.insert(key, value);
+        }
         let distributed = session.distribute(&id, sink, workers)?;
         tracing::info!(job_id = %id, view = %name, mode = mode.as_str(), inputs_read = work.inputs_read, "view refresh submitted");
 
         let catalog = self.catalog.clone();
-        let (name, dir) = (name.to_string(), dir.to_path_buf());
+        let name = name.to_string();
+        let location = Arc::new(location);
+        let failed = location.clone();
         let view = Arc::new(view);
         let inputs_read = work.inputs_read;
         let covers = work.covers;
         let offsets = work.offsets;
         let carried = work.carried;
-        let previous_dir = generation_dir(&dir, manifest.generation);
         let mode_name = match &mode {
             RefreshMode::Range(predicate) => format!("range ({predicate})"),
             other => other.as_str().to_string(),
@@ -402,8 +429,10 @@ impl ViewJobs {
             distributed,
             &session.rules,
             move || async move {
-                carry_buckets(&previous_dir, &states_dir, &carried)?;
-                let groups = rows_in(&states_dir)?;
+                location
+                    .carry_buckets(manifest.generation, generation, &carried)
+                    .await?;
+                let groups = location.rows_in(generation).await?;
                 let manifest = ViewManifest {
                     generation,
                     inputs: covers,
@@ -413,9 +442,11 @@ impl ViewJobs {
                     ..manifest
                 };
                 catalog
-                    .commit_view(&name, &dir, manifest.clone(), view)
+                    .commit_view(&name, location.root(), manifest.clone(), view)
                     .await?;
-                remove_generations_before(&dir, generation.saturating_sub(1));
+                location
+                    .remove_generations_before(generation.saturating_sub(1))
+                    .await;
                 let rewritten = (manifest.buckets - carried.len()) as u64;
                 answer(
                     &name,
@@ -432,7 +463,7 @@ impl ViewJobs {
         let watched = id.clone();
         tokio::spawn(async move {
             if !jobs.finished(&watched).await {
-                let _ = std::fs::remove_dir_all(failed_dir);
+                failed.remove_generation(generation).await;
             }
         });
         Ok((id, true))
@@ -648,63 +679,6 @@ fn range_predicates(
         .data()
         .map_err(CoordinatorError::from_datafusion)?;
     Ok((over_states, over_source))
-}
-
-/// Puts the files of the `carried` buckets of `from` into `to` in place of the empty files
-/// their tasks wrote (they received no rows): hard links, so nothing is copied.
-fn carry_buckets(
-    from: &Path,
-    to: &Path,
-    carried: &BTreeSet<usize>,
-) -> Result<(), CoordinatorError> {
-    for &bucket in carried {
-        let (old, new) = (bucket_file(from, bucket), bucket_file(to, bucket));
-        let carried = std::fs::remove_file(&new).and_then(|_| {
-            std::fs::hard_link(&old, &new).or_else(|_| std::fs::copy(&old, &new).map(|_| ()))
-        });
-        carried.map_err(|e| {
-            CoordinatorError::Internal(format!(
-                "carrying {} into {}: {e}",
-                old.display(),
-                to.display()
-            ))
-        })?;
-    }
-    Ok(())
-}
-
-/// Rows in the Parquet files of `dir` (one per group), from their footers.
-fn rows_in(dir: &Path) -> Result<u64, CoordinatorError> {
-    let io = |e: &dyn std::fmt::Display| {
-        CoordinatorError::Internal(format!("reading the states at {}: {e}", dir.display()))
-    };
-    let mut rows = 0u64;
-    for entry in std::fs::read_dir(dir).map_err(|e| io(&e))? {
-        let path = entry.map_err(|e| io(&e))?.path();
-        if path.extension().is_some_and(|e| e == "parquet") {
-            let file = std::fs::File::open(&path).map_err(|e| io(&e))?;
-            let reader = SerializedFileReader::new(file).map_err(|e| io(&e))?;
-            rows += reader.metadata().file_metadata().num_rows().max(0) as u64;
-        }
-    }
-    Ok(rows)
-}
-
-/// Generations older than `keep_from` are unreachable once a newer one is committed; the
-/// previous one stays for queries that started before the commit.
-fn remove_generations_before(dir: &Path, keep_from: u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let generation = name
-            .strip_prefix("gen-")
-            .and_then(|g| g.parse::<u64>().ok());
-        if generation.is_some_and(|g| g < keep_from) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 /// Files covered; for a view over a Kafka topic, the offsets it has read (records, when the

@@ -126,6 +126,9 @@ pub struct StageStatus {
     /// One per task (partition), as its latest attempt stands.
     #[prost(message, repeated, tag = "17")]
     pub tasks: ::prost::alloc::vec::Vec<TaskSummary>,
+    /// Records of a Kafka table skipped as malformed (its option on_malformed = 'skip').
+    #[prost(uint64, tag = "18")]
+    pub malformed_records: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -272,6 +275,9 @@ pub struct TaskStatusReport {
     /// itself are not retryable.
     #[prost(bool, tag = "11")]
     pub retryable: bool,
+    /// Records of a Kafka table the task skipped as malformed.
+    #[prost(uint64, tag = "12")]
+    pub malformed_records: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

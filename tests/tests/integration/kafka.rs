@@ -426,6 +426,15 @@ async fn malformed_records_fail_with_their_offset_or_are_skipped() {
         vec!["11|10"],
         "the good records, the bad one skipped"
     );
+    let skipped: u64 = counted
+        .metrics
+        .stages
+        .iter()
+        .map(|s| s.malformed_records)
+        .sum();
+    assert_eq!(skipped, 1, "the job counts the record it skipped");
+    let summary = tally_client::output::summarize(&counted.metrics, 1);
+    assert!(summary.contains("skipped 1 malformed records"), "{summary}");
     cluster.shutdown().await;
 }
 

@@ -261,6 +261,21 @@ async fn a_bucketed_table_written_to_s3_reads_back_like_its_query() {
         .find(|t| t.name == "orders_by_customer")
         .unwrap();
     assert_eq!(written.path, location);
+    assert_eq!(
+        written.bucketing.as_deref(),
+        Some("4 buckets by (o_custkey)")
+    );
+    // Registered again from the bucket, the table is read by bucket too.
+    client
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE registered STORED AS PARQUET LOCATION '{location}' {}",
+            moto.table_options(&moto.secret_access_key)
+        ))
+        .await
+        .unwrap();
+    let tables = client.list_tables().await.unwrap();
+    let registered = tables.iter().find(|t| t.name == "registered").unwrap();
+    assert_eq!(registered.bucketing, written.bucketing);
     let report = "SELECT o_custkey % 7 AS k, count(*) AS n, sum(o_totalprice) AS total \
                   FROM {} GROUP BY o_custkey % 7 ORDER BY k";
     let expected = datafusion_answer(&report.replace("{}", "orders")).await;
@@ -269,6 +284,11 @@ async fn a_bucketed_table_written_to_s3_reads_back_like_its_query() {
         .await
         .unwrap();
     assert_same_results("bucketed table in S3", &expected, &actual.batches, true);
+    let again = client
+        .sql(&report.replace("{}", "registered"))
+        .await
+        .unwrap();
+    assert_same_results("registered from S3", &expected, &again.batches, true);
 
     let again = create.replace("orders_by_customer WITH", "orders_again WITH");
     let error = one_line_error(&client, &again).await;
@@ -353,4 +373,115 @@ async fn tally_processes_read_s3_tables_with_their_aws_environment() {
         .filter(|l| l.contains(&moto.secret_access_key))
         .collect();
     assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// Polls until the coordinator at `client` lists `workers` alive workers and `tables` tables.
+async fn wait_for_cluster(client: &Client, workers: usize, tables: usize, log: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // A coordinator that has just started may not lead yet: its answers are errors then.
+    let ready = || async {
+        let alive = match client.list_workers().await {
+            Ok(listed) => listed.iter().filter(|w| w.alive).count(),
+            Err(_) => 0,
+        };
+        let listed = client.list_tables().await.map_or(0, |t| t.len());
+        alive >= workers && listed >= tables
+    };
+    while !ready().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {workers} workers and {tables} tables: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_kept_in_s3_and_its_tables_endpoint_outlive_the_coordinator() {
+    use tally_tests::etcd::{Etcd, unique_cluster};
+
+    let dir = tempfile::tempdir().unwrap();
+    let moto = moto_with_tpch(&dir.path().join("labels"));
+    let etcd = Etcd::start();
+    let cluster_name = unique_cluster("s3-views");
+    // Only the credentials come from the environment: the endpoint is the table's option,
+    // which the cluster state must keep for the next coordinator.
+    let env = [
+        ("AWS_ACCESS_KEY_ID", moto.access_key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", moto.secret_access_key.as_str()),
+    ];
+    let coordinator = format!("127.0.0.1:{}", tally_tests::process::free_port());
+    let coordinator_args = [
+        "coordinator",
+        "--bind",
+        &coordinator,
+        "--etcd",
+        &etcd.endpoint,
+        "--cluster",
+        &cluster_name,
+    ];
+    let log = dir.path().join("coordinator.log");
+    let (first, _) = Process::start_logged("coordinator", &coordinator_args, &env, &log);
+    let mut workers = Vec::new();
+    for i in 0..2 {
+        let spool = dir.path().join(format!("w{i}"));
+        let args = [
+            "worker",
+            "--coordinator",
+            &coordinator,
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ];
+        workers.push(Process::start_with_env("worker", &args, &env).0);
+    }
+    let client = Client::connect(&coordinator).await.unwrap();
+    wait_for_cluster(&client, 2, 0, &log).await;
+    client
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE orders STORED AS PARQUET LOCATION \
+             's3://{BUCKET}/sf001/orders/' OPTIONS ('aws.endpoint' '{}', 'aws.region' '{}', \
+             'aws.allow_http' 'true')",
+            moto.endpoint,
+            tally_tests::moto::REGION
+        ))
+        .await
+        .unwrap();
+    let query = "SELECT o_orderstatus, count(*) AS n, sum(o_totalprice) AS total \
+                 FROM orders GROUP BY o_orderstatus";
+    let location = format!("s3://{BUCKET}/views/by_status");
+    client
+        .sql(&format!(
+            "CREATE MATERIALIZED VIEW by_status WITH (buckets = 2, location = '{location}') \
+             AS {query}"
+        ))
+        .await
+        .unwrap();
+    let expected = datafusion_answer(query).await;
+    let view = client.sql("SELECT * FROM by_status").await.unwrap();
+    assert_same_results("view kept in S3", &expected, &view.batches, false);
+    first.stop();
+
+    let (_second, _) = Process::start_logged("coordinator", &coordinator_args, &env, &log);
+    let client = Client::connect(&coordinator).await.unwrap();
+    wait_for_cluster(&client, 2, 2, &log).await;
+    let tables = client.list_tables().await.unwrap();
+    let by_status = tables.iter().find(|t| t.name == "by_status").unwrap();
+    assert_eq!(by_status.path, location);
+    let view = client.sql("SELECT * FROM by_status").await.unwrap();
+    assert_same_results("view after a restart", &expected, &view.batches, false);
+    let sql = "SELECT count(*) FROM orders";
+    let actual = client.sql(sql).await.unwrap();
+    assert_same_results(sql, &datafusion_answer(sql).await, &actual.batches, false);
+    client
+        .sql("REFRESH MATERIALIZED VIEW by_status FULL")
+        .await
+        .unwrap();
+    let view = client.sql("SELECT * FROM by_status").await.unwrap();
+    assert_same_results(
+        "view refreshed after a restart",
+        &expected,
+        &view.batches,
+        false,
+    );
 }

@@ -127,18 +127,22 @@ async fn setup_with_daily(first: &[(String, RecordBatch)]) -> Setup {
     setup
 }
 
-/// A cluster whose source holds one file per day for days 1 to 3, and the view `daily`
-/// created `WITH (options)`.
-async fn three_days_with_daily(options: &str) -> Setup {
-    let days: Vec<_> = (1..=3)
+/// One source file per day for days 1 to 3.
+fn three_days() -> Vec<(String, RecordBatch)> {
+    (1..=3)
         .map(|d| {
             (
                 format!("day-{d}.parquet"),
                 impressions(d as u64, 300, Some(d)),
             )
         })
-        .collect();
-    let setup = setup(&days).await;
+        .collect()
+}
+
+/// A cluster whose source holds one file per day for days 1 to 3, and the view `daily`
+/// created `WITH (options)`.
+async fn three_days_with_daily(options: &str) -> Setup {
+    let setup = setup(&three_days()).await;
     sql(
         &setup.client,
         &format!("CREATE MATERIALIZED VIEW daily WITH ({options}) AS {DEFINITION}"),
@@ -199,6 +203,17 @@ fn refreshed(result: &QueryResult) -> (String, u64, u64, u64) {
             .value(0)
     };
     (text(1), number(2), number(3), number(4))
+}
+
+/// The bucket files a refresh wrote anew (the others were carried as they were).
+fn buckets_rewritten(result: &QueryResult) -> u64 {
+    let batch = &result.batches[0];
+    let column = batch.column(batch.schema().index_of("buckets_rewritten").unwrap());
+    column
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .unwrap()
+        .value(0)
 }
 
 fn rows(batches: &[RecordBatch]) -> usize {
@@ -821,15 +836,6 @@ async fn a_batch_of_one_day_rewrites_only_that_days_bucket() {
 
     let setup = three_days_with_daily("bucket_by = 'day', buckets = 6").await;
     let client = &setup.client;
-    let buckets_rewritten = |result: &QueryResult| {
-        let batch = &result.batches[0];
-        let column = batch.column(batch.schema().index_of("buckets_rewritten").unwrap());
-        column
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .unwrap()
-            .value(0)
-    };
     let tables = setup.source.parent().unwrap().join("tables/daily");
     let inode = |generation: u32, bucket: usize| {
         let file = tables.join(format!("gen-{generation:06}/bucket-{bucket:05}.parquet"));
@@ -859,5 +865,78 @@ async fn a_batch_of_one_day_rewrites_only_that_days_bucket() {
         "no statistics narrow a mixed file"
     );
     assert_view_is_current(client, &setup.source, "view after a mixed batch").await;
+    setup.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_view_kept_in_s3_refreshes_like_one_on_disk_and_drops_its_objects() {
+    use tally_tests::moto::Moto;
+
+    let labels = tempfile::tempdir().unwrap();
+    std::fs::write(labels.path().join("l.csv"), "campaign,label\nc0,zero\n").unwrap();
+    let moto = Moto::start(&["views"], &[("s3://views/labels", labels.path())]);
+    let options = moto.table_options(&moto.secret_access_key);
+    let setup = setup(&three_days()).await;
+    let client = &setup.client;
+    // The view's bucket is written with the options its tables were registered with.
+    sql(
+        client,
+        &format!(
+            "CREATE EXTERNAL TABLE labels STORED AS CSV LOCATION 's3://views/labels/' {options}"
+        ),
+    )
+    .await;
+    sql(
+        client,
+        &format!(
+            "CREATE MATERIALIZED VIEW daily WITH (bucket_by = 'day', buckets = 6, \
+             location = 's3://views/daily/') AS {DEFINITION}"
+        ),
+    )
+    .await;
+    assert_view_is_current(client, &setup.source, "view kept in S3").await;
+    let tables = client.list_tables().await.unwrap();
+    let daily = tables.iter().find(|t| t.name == "daily").unwrap();
+    assert_eq!(daily.path, "s3://views/daily");
+
+    write(
+        &setup.source.join("day-2-b.parquet"),
+        &impressions(7, 200, Some(2)),
+    );
+    let refresh = sql(client, "REFRESH MATERIALIZED VIEW daily").await;
+    assert_eq!(buckets_rewritten(&refresh), 1, "the others are copied");
+    assert_view_is_current(client, &setup.source, "view in S3 after a one-day batch").await;
+    write(
+        &setup.source.join("mixed.parquet"),
+        &impressions(8, 200, None),
+    );
+    sql(client, "REFRESH MATERIALIZED VIEW daily").await;
+    assert_view_is_current(client, &setup.source, "view in S3 after a mixed batch").await;
+
+    // What a prefix holds, seen by registering it as a table.
+    let holds_objects = |prefix: &'static str| {
+        let options = options.clone();
+        async move {
+            let registered = client
+                .sql(&format!(
+                    "CREATE EXTERNAL TABLE probe STORED AS PARQUET LOCATION \
+                     's3://views/daily/{prefix}' {options}"
+                ))
+                .await;
+            let _ = client.sql("DROP TABLE IF EXISTS probe").await;
+            match registered {
+                Ok(_) => true,
+                Err(e) if e.to_string().contains("no objects under") => false,
+                Err(e) => panic!("probe s3://views/daily/{prefix}: {e}"),
+            }
+        }
+    };
+    assert!(
+        !holds_objects("gen-000001/").await,
+        "generations before the previous one are removed"
+    );
+    assert!(holds_objects("gen-000003/").await);
+    sql(client, "DROP MATERIALIZED VIEW daily").await;
+    assert!(!holds_objects("").await, "a dropped view leaves nothing");
     setup.cluster.shutdown().await;
 }

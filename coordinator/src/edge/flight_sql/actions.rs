@@ -75,6 +75,7 @@ pub(super) fn job_json(status: &JobStatus) -> Value {
                 "shuffle_bytes": stage.shuffle_bytes,
                 "shuffle_rows": stage.shuffle_rows,
                 "spilled_bytes": stage.spilled_bytes,
+                "malformed_records": stage.malformed_records,
                 "elapsed_ms": stage.elapsed.as_millis() as u64,
             })
         })

@@ -7,7 +7,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::CoordinatorError;
-use crate::sql::ctas::{bucket_columns, bucket_count, with_option};
+use crate::sql::ctas::{bucket_columns, bucket_count, literal, with_option};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ViewStatement {
@@ -16,6 +16,9 @@ pub(crate) enum ViewStatement {
         query: String,
         bucket_by: Option<Vec<String>>,
         buckets: Option<usize>,
+        /// Where the states live: a folder, or `s3://bucket/prefix`; the table folder's
+        /// `<name>/` when not given.
+        location: Option<String>,
     },
     Refresh {
         name: String,
@@ -62,7 +65,9 @@ pub(crate) fn parse_view_statement(sql: &str) -> Result<Option<ViewStatement>, C
                 CreateTableOptions::None => &[],
                 _ => {
                     return Err(CoordinatorError::Query(
-                        "a materialized view takes WITH (bucket_by = 'k', buckets = N)".to_string(),
+                        "a materialized view takes WITH (bucket_by = 'k', buckets = N, location = \
+                         's3://bucket/prefix')"
+                            .to_string(),
                     ));
                 }
             };
@@ -72,11 +77,21 @@ pub(crate) fn parse_view_statement(sql: &str) -> Result<Option<ViewStatement>, C
             let buckets = with_option(options, "buckets")
                 .map(|v| bucket_count(&v))
                 .transpose()?;
+            let location = with_option(options, "location")
+                .map(|v| {
+                    literal(&v).ok_or_else(|| {
+                        CoordinatorError::Query(
+                            "location takes a string: a folder or 's3://bucket/prefix'".to_string(),
+                        )
+                    })
+                })
+                .transpose()?;
             Ok(Some(ViewStatement::Create {
                 name: create.name.to_string(),
                 query: create.query.to_string(),
                 bucket_by,
                 buckets,
+                location,
             }))
         }
         [
@@ -198,8 +213,8 @@ mod tests {
     fn create_and_drop() {
         assert_eq!(
             parse_view_statement(
-                "CREATE MATERIALIZED VIEW v WITH (bucket_by = 'day', buckets = 4) AS \
-                 SELECT day, sum(x) AS s FROM t GROUP BY day"
+                "CREATE MATERIALIZED VIEW v WITH (bucket_by = 'day', buckets = 4, \
+                 location = 's3://b/views/v') AS SELECT day, sum(x) AS s FROM t GROUP BY day"
             )
             .unwrap(),
             Some(ViewStatement::Create {
@@ -207,6 +222,7 @@ mod tests {
                 query: "SELECT day, sum(x) AS s FROM t GROUP BY day".to_string(),
                 bucket_by: Some(vec!["day".to_string()]),
                 buckets: Some(4),
+                location: Some("s3://b/views/v".to_string()),
             })
         );
         assert_eq!(
