@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
@@ -206,9 +206,10 @@ impl ViewLocation {
                     if object.location.extension() != Some("parquet") {
                         continue;
                     }
-                    let mut reader = ParquetObjectReader::new(store.clone(), object.location)
-                        .with_file_size(object.size);
-                    let metadata = reader.get_metadata(None).await.map_err(|e| failed(&e))?;
+                    let metadata = DFParquetMetadata::new(store.as_ref(), &object)
+                        .fetch_metadata()
+                        .await
+                        .map_err(|e| failed(&e))?;
                     rows += metadata.file_metadata().num_rows().max(0) as u64;
                 }
             }
