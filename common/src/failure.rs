@@ -133,6 +133,14 @@ impl std::fmt::Display for FetchFailed {
 impl std::error::Error for FetchFailed {}
 
 impl FetchFailed {
+    /// The endpoint a failure's message says shuffle data could not be fetched from.
+    pub fn source_in(message: &str) -> Option<&str> {
+        let rest = &message[message.find("fetching shuffle data from ")? + 27..];
+        rest.split(": ")
+            .next()
+            .filter(|endpoint| !endpoint.is_empty())
+    }
+
     pub fn into_datafusion(endpoint: &str, message: &str) -> DataFusionError {
         DataFusionError::External(Box::new(FetchFailed {
             endpoint: endpoint.to_string(),
@@ -144,6 +152,14 @@ impl FetchFailed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_of_a_fetch_failure_is_read_back_from_its_message() {
+        let failed = FetchFailed::into_datafusion("10.0.0.2:50051", "tcp connect error");
+        let message = format!("External error: {failed}");
+        assert_eq!(FetchFailed::source_in(&message), Some("10.0.0.2:50051"));
+        assert_eq!(FetchFailed::source_in("disk full"), None);
+    }
 
     #[test]
     fn query_errors_are_not_retried_and_lost_inputs_are() {

@@ -17,6 +17,10 @@ pub type AuthChannel = InterceptedService<Channel, AttachToken>;
 
 /// How long a channel waits for a connection before the call fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a channel pings its peer, and how long it waits for the answer before it
+/// closes the connection and fails the calls on it.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A generated gRPC client of one of Tally's services, with the message limits every
 /// service sets on both ends.
@@ -111,8 +115,13 @@ impl ClusterSecurity {
             endpoint: endpoint.to_string(),
             message,
         };
-        let mut result =
-            Endpoint::from_shared(self.url(endpoint)).map_err(|e| bad(e.to_string()))?;
+        // HTTP/2 pings find a connection whose peer was cut off: without them a call on it
+        // waits for TCP to give up (minutes), and the job waits with it.
+        let mut result = Endpoint::from_shared(self.url(endpoint))
+            .map_err(|e| bad(e.to_string()))?
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         if let Some(tls) = &self.tls {
             result = result
                 .tls_config(tls.client_config())

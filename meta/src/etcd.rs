@@ -38,9 +38,13 @@ struct WorkerLease {
 impl EtcdStore {
     pub async fn connect(endpoints: &[String], cluster: &str) -> Result<Self, MetaError> {
         let joined = endpoints.join(",");
+        // HTTP/2 pings find a connection to etcd that was cut off: the lease keep-alive
+        // stream on it would otherwise wait for TCP to give up.
         let options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10));
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| MetaError::Etcd {
@@ -233,20 +237,29 @@ impl MetaStore for EtcdStore {
         let (lost_tx, lost) = watch::channel(false);
         // The lease must stay alive while waiting too: a standby's candidacy is a key on it.
         let keep_alive = tokio::spawn(async move {
-            let every = Duration::from_millis(LEADER_TTL_SECS as u64 * 1000 / 3);
+            let ttl = Duration::from_secs(LEADER_TTL_SECS as u64);
+            // The lease lives at least TTL after a keep-alive sent at `renewed`; once that
+            // has passed without an answer, etcd may have let it lapse and another coordinator
+            // may lead: this one must stop before then, not when TCP gives up.
+            let mut renewed = tokio::time::Instant::now();
             loop {
-                match refresh(&mut keeper).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                let sent = tokio::time::Instant::now();
+                match tokio::time::timeout_at(renewed + ttl, refresh(&mut keeper)).await {
+                    Ok(Ok(true)) => renewed = sent,
+                    Ok(Ok(false)) => {
                         tracing::error!(lease, "coordinator lease expired");
                         break;
                     }
-                    Err(error) => {
+                    Ok(Err(error)) => {
                         tracing::error!(lease, %error, "coordinator lease keep-alive failed");
                         break;
                     }
+                    Err(_) => {
+                        tracing::error!(lease, "etcd did not answer the lease keep-alive within its TTL");
+                        break;
+                    }
                 }
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(ttl / 3).await;
             }
             let _ = lost_tx.send(true);
         });

@@ -347,6 +347,7 @@ impl JobManager {
 
     pub(crate) fn report(self: &Arc<Self>, report: TaskReport) {
         let job_id = report.task.job_id.clone();
+        let reader = report.worker.clone();
         let outcome = {
             let mut jobs = self.jobs();
             let Some(job) = jobs.get_mut(&job_id) else {
@@ -362,16 +363,26 @@ impl JobManager {
         match outcome {
             ReportOutcome::Nothing | ReportOutcome::Fail(_) => {}
             ReportOutcome::StageDone => self.schedule(&job_id),
-            ReportOutcome::Retry { failures } => {
-                tokio::spawn(self.clone().retry(job_id, failures));
+            ReportOutcome::Retry {
+                failures,
+                fetch_failed_from,
+            } => {
+                let fetch_failure = fetch_failed_from.map(|source| (reader, source));
+                tokio::spawn(self.clone().retry(job_id, failures, fetch_failure));
             }
         }
     }
 
     /// Before a failed task runs again: the workers of the job that no longer answer are
-    /// lost (their tasks and spooled output are made again elsewhere), then, after a pause
-    /// that grows with the failures, the waiting tasks are sent out.
-    async fn retry(self: Arc<Self>, job_id: JobId, failures: u32) {
+    /// lost (their tasks and spooled output are made again elsewhere); a failure to fetch
+    /// from a worker that does answer may show a cut between workers (see exclusion.rs);
+    /// then, after a pause that grows with the failures, the waiting tasks are sent out.
+    async fn retry(
+        self: Arc<Self>,
+        job_id: JobId,
+        failures: u32,
+        fetch_failure: Option<(WorkerId, String)>,
+    ) {
         let involved = self
             .with_job(&job_id, Job::workers_involved)
             .unwrap_or_default();
@@ -383,11 +394,20 @@ impl JobManager {
                 (worker, answered)
             }
         });
+        let mut answering = Vec::new();
         for (worker, answered) in futures::future::join_all(probes).await {
-            if !answered {
+            if answered {
+                answering.push(worker);
+            } else {
                 tracing::warn!(worker_id = %worker.id, endpoint = %worker.endpoint, "worker does not answer; its work is lost");
                 self.workers.down(&worker.id);
                 self.worker_lost(&worker.id);
+            }
+        }
+        if let Some((reader, endpoint)) = fetch_failure {
+            let source = answering.iter().find(|w| w.endpoint == endpoint);
+            if let Some(source) = source {
+                self.note_fetch_failure(&job_id, &reader, &source.id);
             }
         }
         tokio::time::sleep(RETRY_PAUSE * failures).await;
@@ -429,6 +449,33 @@ impl JobManager {
     pub(crate) fn fail_all(&self, error: JobError) {
         for job in self.jobs().values_mut() {
             self.end(job, JobState::Failed, Some(error.clone()));
+        }
+    }
+
+    /// `reader` could not fetch from `source` though both answer: once one of them is to
+    /// blame, the job stops using it.
+    fn note_fetch_failure(self: &Arc<Self>, job_id: &JobId, reader: &WorkerId, source: &WorkerId) {
+        let cancels = {
+            let mut jobs = self.jobs();
+            let Some(job) = jobs.get_mut(job_id) else {
+                return;
+            };
+            if job.is_finished() {
+                return;
+            }
+            let Some(blamed) = job.note_fetch_failure(reader, source) else {
+                return;
+            };
+            tracing::warn!(job_id = %job_id, worker_id = %blamed, "other workers cannot fetch from this worker, or it from them: the job stops using it");
+            let cancels = job.exclude(&blamed);
+            job.notify();
+            cancels
+        };
+        for (holder, task) in cancels {
+            let transport = self.transport.clone();
+            tokio::spawn(async move {
+                let _ = transport.cancel_task(&holder, &task).await;
+            });
         }
     }
 

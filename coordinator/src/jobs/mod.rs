@@ -8,10 +8,12 @@
 //!   cancel, timeout), and the one place a job ends;
 //! - `scheduling.rs`, `launch.rs`, `placement.rs`: starting stages and placing tasks;
 //! - `report.rs`: what a task report does; `recovery.rs`: what a lost worker costs;
+//!   `exclusion.rs`: workers a job stops using when other workers cannot reach them;
 //! - `transport.rs`: how workers are reached (gRPC, or in-process in tests);
 //! - `status.rs`: the job's status, as clients and the cluster state see it.
 
 mod error;
+mod exclusion;
 #[cfg(test)]
 mod in_process;
 mod launch;

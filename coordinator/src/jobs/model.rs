@@ -3,7 +3,7 @@
 //! a change is the scheduler's call (`manager.rs`), and a job ends only through
 //! `JobManager::end`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -45,6 +45,10 @@ pub(crate) struct Job {
     /// An answer made by the coordinator (EXPLAIN), as an Arrow IPC stream.
     pub inline_result: Vec<u8>,
     pub(super) updates: watch::Sender<u64>,
+    /// Workers the job places no more tasks on (see exclusion.rs).
+    pub(super) excluded: BTreeSet<WorkerId>,
+    /// Per worker, the workers it failed to fetch from or that failed to fetch from it.
+    pub(super) fetch_failures: BTreeMap<WorkerId, BTreeSet<WorkerId>>,
 }
 
 pub(crate) struct StageRun {
@@ -301,6 +305,8 @@ impl Job {
             awaits_finalizer: false,
             inline_result: Vec::new(),
             updates: watch::channel(0).0,
+            excluded: BTreeSet::new(),
+            fetch_failures: BTreeMap::new(),
         }
     }
 

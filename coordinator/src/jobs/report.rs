@@ -2,7 +2,7 @@
 //! finish its stage; a failure another try may repair sends the task out again; any other
 //! failure fails the job. Reports of attempts that are no longer current change nothing.
 
-use tally_common::failure::FailureKind;
+use tally_common::failure::{FailureKind, FetchFailed};
 use tally_common::ids::{StageId, TaskKey, WorkerId};
 
 use super::error::JobError;
@@ -48,6 +48,8 @@ pub(crate) enum ReportOutcome {
     /// it again.
     Retry {
         failures: u32,
+        /// The task could not fetch its input from this worker endpoint.
+        fetch_failed_from: Option<String>,
     },
     /// The job cannot succeed.
     Fail(JobError),
@@ -97,6 +99,7 @@ impl Job {
                     tracing::warn!(task = %key, failures = task.failures, error = %message, "task failed; it will run again");
                     return ReportOutcome::Retry {
                         failures: task.failures,
+                        fetch_failed_from: FetchFailed::source_in(&message).map(str::to_string),
                     };
                 }
                 task.failures += 1;

@@ -21,7 +21,8 @@ impl Job {
     /// Starts what is ready and places what waits, among the live `workers`.
     pub(super) fn advance(&mut self, workers: &[WorkerRef]) -> Result<Vec<Dispatch>, JobError> {
         self.start_ready_stages()?;
-        self.place_waiting_tasks(workers)
+        let usable = self.usable_workers(workers);
+        self.place_waiting_tasks(&usable)
     }
 
     fn start_ready_stages(&mut self) -> Result<(), JobError> {
