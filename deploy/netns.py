@@ -82,13 +82,27 @@ class Network:
         self._run(self.exec_args(a) + ["ip", "route", "del", "blackhole", f"{self.ip(b)}/32"])
         self._run(self.exec_args(b) + ["ip", "route", "del", "blackhole", f"{self.ip(a)}/32"])
 
-    def shape(self, rate, delay):
-        """Every host's link carries `rate` (e.g. 1gbit) with `delay` (e.g. 0.2ms) each way."""
+    def shape(self, rate, delay=None):
+        """Every host's link carries `rate` (e.g. 1gbit) each way, with `delay` (e.g. 0.2ms)
+        added each way when given: netem when the kernel has it, else a token bucket (tbf),
+        which limits the rate but adds no delay."""
+        if delay:
+            shaping = ["netem", "rate", rate, "delay", delay, "limit", "100000"]
+        else:
+            # The bucket holds at least one timer tick of traffic at `rate`.
+            shaping = ["tbf", "rate", rate, "burst", "256kb", "latency", "50ms"]
         for host in self.hosts:
-            netem = ["qdisc", "replace", "dev"]
-            shaping = ["root", "netem", "rate", rate, "delay", delay, "limit", "100000"]
-            self._run(self.exec_args(host) + ["tc", *netem, self.inside(host), *shaping])
-            self._run(["tc", *netem, self.outside(host), *shaping])
+            for where in (self.exec_args(host), []):
+                device = self.inside(host) if where else self.outside(host)
+                self._run(where + ["tc", "qdisc", "replace", "dev", device, "root", *shaping])
+
+    def has_netem(self):
+        """Whether the kernel can add delay (sch_netem); call after `make`."""
+        probe = ["tc", "qdisc", "replace", "dev", self.bridge, "root", "netem", "delay", "1ms"]
+        if subprocess.run(probe, capture_output=True).returncode != 0:
+            return False
+        subprocess.run(["tc", "qdisc", "del", "dev", self.bridge, "root"], capture_output=True)
+        return True
 
     @staticmethod
     def _run(args):
