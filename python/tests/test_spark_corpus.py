@@ -28,7 +28,10 @@ SPARK_PYTHON = Path(os.environ.get("TALLY_SPARK_VENV", Path.home() / ".cache" / 
 DEFAULT_TOLERANCE = 1e-6
 
 # Query -> why Tally's answer differs from Spark's. Keep README.md's table in step.
-KNOWN_DIFFERENCES: dict[str, str] = {}
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "38_tpch_q1": "avg of a DECIMAL: Spark answers a DECIMAL with 4 more places (avg_disc "
+    "0.050081), datafusion-spark's avg a DOUBLE (0.0500813...)",
+}
 
 
 @pytest.fixture(scope="module")

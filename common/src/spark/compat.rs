@@ -1,7 +1,8 @@
 //! Spark functions that `datafusion-spark` 55 does not have but DataFusion can compute: each
 //! is a thin function that, when the plan is simplified, turns into DataFusion's own functions
 //! with Spark's arguments translated (`date_format(d, 'yyyy-MM')` becomes
-//! `to_char(CAST(d AS TIMESTAMP), '%Y-%m')`). Stage plans therefore hold only DataFusion's
+//! `to_char(CAST(d AS TIMESTAMP), '%Y-%m')`), or into `datafusion-spark`'s with the casts
+//! Spark makes implicitly. Stage plans therefore hold only DataFusion's
 //! functions and workers need nothing of these; calling one that was not rewritten fails.
 
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use datafusion::logical_expr::{
     Cast, ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility, lit,
 };
+
+use datafusion_spark::function::datetime as spark_datetime;
 
 use super::pattern::spark_to_chrono;
 
@@ -193,7 +196,38 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
             |a, _| part("week", a, 0),
         ),
         compat("sort_array", &[1, 2], Immutable, FirstArgument, sort_array),
+        // Spark casts the arguments of its date arithmetic (`date_add(d, 7)`: 7 is a BIGINT
+        // literal here); datafusion-spark's functions take exactly DATE and INT.
+        compat(
+            "date_add",
+            &[2],
+            Immutable,
+            Fixed(DataType::Date32),
+            |a, _| date_arithmetic(spark_datetime::date_add(), a),
+        ),
+        compat(
+            "date_sub",
+            &[2],
+            Immutable,
+            Fixed(DataType::Date32),
+            |a, _| date_arithmetic(spark_datetime::date_sub(), a),
+        ),
+        compat(
+            "add_months",
+            &[2],
+            Immutable,
+            Fixed(DataType::Date32),
+            |a, _| date_arithmetic(spark_datetime::add_months(), a),
+        ),
     ]
+}
+
+fn date_arithmetic(udf: Arc<ScalarUDF>, args: Vec<Expr>) -> Result<Expr> {
+    let [date, count] = <[Expr; 2]>::try_from(args).expect("signature: two arguments");
+    Ok(call(
+        udf,
+        vec![cast(date, DataType::Date32), cast(count, DataType::Int32)],
+    ))
 }
 
 fn timestamp() -> DataType {

@@ -26,7 +26,10 @@ struct SparkFunctions {
 }
 
 static SPARK: LazyLock<SparkFunctions> = LazyLock::new(|| SparkFunctions {
-    scalar: by_name(scalar_functions(), |f| f.name().to_string()),
+    // Only datafusion-spark's: `compat`'s are rewritten away before plans are cut.
+    scalar: by_name(datafusion_spark::all_default_scalar_functions(), |f| {
+        f.name().to_string()
+    }),
     aggregate: by_name(datafusion_spark::all_default_aggregate_functions(), |f| {
         f.name().to_string()
     }),

@@ -124,7 +124,7 @@ pub(crate) fn job_session(
     }
     // Workers need only DataFusion's settings; Tally's are baked into the stage plans.
     applied.retain(|key, _| !key.starts_with("tally."));
-    let ctx = SessionContext::new_with_state(plan_scans_by_bytes(dialect.apply(state)));
+    let ctx = SessionContext::new_with_state(dialect.apply(plan_scans_by_bytes(state)));
     if rules.compact_distinct {
         // DISTINCT aggregates stay whole, for the compact_distinct rule to give them states.
         ctx.remove_optimizer_rule(SINGLE_DISTINCT_TO_GROUP_BY);

@@ -1,8 +1,7 @@
 //! Spark's `/` divides as doubles: `7 / 2` is 3.5 and `sum(clicks) / count(*)` a fraction,
 //! where DataFusion divides integers as integers (3). In a Spark session this analyzer rule,
 //! run before type coercion, casts both sides of every `/` between integers to DOUBLE. It
-//! keeps each expression's name, so the rest of the plan still finds its columns. `DIV`
-//! (Spark's integer division) is planned by the Spark dialect's parser and left alone.
+//! keeps each expression's name, so the rest of the plan still finds its columns.
 
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;

@@ -5,12 +5,13 @@
 //!   (`datafusion.sql_parser.default_null_ordering = nulls_min`);
 //! - functions: `datafusion-spark`'s, over DataFusion's of the same name, and Spark's names
 //!   for functions DataFusion has (`tally_common::spark`);
-//! - `/` between integers divides as doubles (`division.rs`).
+//! - `/` between integers divides as doubles (`division.rs`), `DIV` as Spark's, and
+//!   `explode`/`LATERAL VIEW` as DataFusion's unnest (`statement.rs`).
 //!
 //! A job's own `datafusion.*` settings win over these.
 
 mod division;
-mod lateral_view;
+mod statement;
 
 use std::sync::Arc;
 
@@ -54,7 +55,10 @@ impl SqlDialect {
         }
     }
 
-    /// `state` with the dialect's functions and rules.
+    /// `state` with the dialect's functions and rules. Must be the state's last rebuild: a
+    /// rebuild re-registers every function in hash order, and DataFusion's `to_char` still
+    /// claims the alias `date_format` (as datafusion-spark's `date_add` does the name of
+    /// ours), so which one a name means would be left to chance.
     pub(crate) fn apply(self, state: SessionState) -> SessionState {
         if self == Self::DataFusion {
             return state;
@@ -100,6 +104,6 @@ pub(crate) async fn logical_plan(
         return state.create_logical_plan(sql).await;
     }
     let mut statement = state.sql_to_statement(sql, &dialect)?;
-    lateral_view::rewrite_generators(&mut statement)?;
+    statement::rewrite_generators(&mut statement)?;
     state.statement_to_plan(statement).await
 }

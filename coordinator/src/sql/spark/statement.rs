@@ -1,5 +1,7 @@
-//! Spark's generators in DataFusion's terms, rewritten in the statement before planning:
-//! `explode(array)` is DataFusion's `unnest(array)`, and
+//! Spark SQL that DataFusion's planner reads otherwise or not at all, rewritten in the
+//! statement before planning. `a DIV b`, which DataFusion parses but cannot plan, is Spark's
+//! quotient truncated to a BIGINT: `CAST(a / b AS BIGINT)`. `explode(array)` is DataFusion's
+//! `unnest(array)`, and
 //!
 //! ```sql
 //! SELECT t.ad, tag FROM t LATERAL VIEW explode(t.tags) v AS tag
@@ -21,8 +23,8 @@ use std::ops::ControlFlow;
 use datafusion::common::{DataFusionError, Result, plan_datafusion_err, plan_err};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectName, Query, Select, SetExpr, TableFactor, VisitMut, VisitorMut,
-    visit_expressions_mut,
+    BinaryOperator, Expr, Ident, ObjectName, Query, Select, SetExpr, TableFactor, VisitMut,
+    VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::SparkSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -46,6 +48,9 @@ impl VisitorMut for Generators {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
         rename_explode(expr);
+        if let Err(e) = integer_division(expr) {
+            return ControlFlow::Break(e);
+        }
         ControlFlow::Continue(())
     }
 
@@ -70,6 +75,22 @@ fn rename_explode(expr: &mut Expr) {
     {
         function.name = ObjectName::from(vec![Ident::new("unnest")]);
     }
+}
+
+fn integer_division(expr: &mut Expr) -> Result<()> {
+    if let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::MyIntegerDivide,
+        right,
+    } = expr
+    {
+        let sql = format!("CAST(({left}) / ({right}) AS BIGINT)");
+        *expr = Parser::new(&SparkSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut parser| parser.parse_expr())
+            .map_err(|e| plan_datafusion_err!("DIV: {e}"))?;
+    }
+    Ok(())
 }
 
 fn requalify(expr: &mut Expr, view: &Ident, base: &Ident) {
@@ -173,6 +194,10 @@ mod tests {
         assert_eq!(
             rewritten("SELECT t.ad, v.tag FROM ads t LATERAL VIEW explode(t.tags) v AS tag"),
             "SELECT t.ad, t.tag FROM (SELECT t.*, unnest(t.tags) AS tag FROM ads t) AS t"
+        );
+        assert_eq!(
+            rewritten("SELECT a DIV b AS q FROM t"),
+            "SELECT CAST((a) / (b) AS BIGINT) AS q FROM t"
         );
         assert_eq!(
             rewritten("SELECT explode(tags) AS tag FROM ads"),
