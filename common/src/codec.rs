@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
@@ -30,7 +30,12 @@ use crate::kafka::{
 };
 use crate::shuffle_reader::{ReadMode, ShuffleReaderExec};
 use crate::shuffle_writer::ShuffleWriterExec;
+use crate::spark::{is_spark_udaf, is_spark_udf, is_spark_udwf, spark_udaf, spark_udf, spark_udwf};
 use crate::spool::SpoolLocation;
+
+/// The definition a Spark function travels with: the worker takes the function of that name
+/// from `crate::spark`, not DataFusion's of the same name from its registry.
+const SPARK_FUNCTION: &[u8] = b"spark";
 
 #[derive(Debug, Default)]
 pub struct TallyCodec;
@@ -163,12 +168,57 @@ impl PhysicalExtensionCodec for TallyCodec {
             .map_err(|e| DataFusionError::Internal(format!("encoding Tally plan node: {e}")))
     }
 
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if is_spark_udf(node) {
+            buf.extend_from_slice(SPARK_FUNCTION);
+        }
+        Ok(())
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        if buf == SPARK_FUNCTION {
+            return spark_udf(name)
+                .ok_or_else(|| decode_error(format!("no Spark function named {name}")));
+        }
+        Err(decode_error(format!(
+            "no function named {name} on this worker"
+        )))
+    }
+
+    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if is_spark_udaf(node) {
+            buf.extend_from_slice(SPARK_FUNCTION);
+        }
+        Ok(())
+    }
+
     /// Tally's aggregate functions travel by name (an empty definition): workers build them
     /// from the name here, with nothing registered in their sessions.
-    fn try_decode_udaf(&self, name: &str, _buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        if buf == SPARK_FUNCTION {
+            return spark_udaf(name)
+                .ok_or_else(|| decode_error(format!("no Spark aggregate function named {name}")));
+        }
         udaf_by_name(name).ok_or_else(|| {
             decode_error(format!("no aggregate function named {name} on this worker"))
         })
+    }
+
+    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if is_spark_udwf(node) {
+            buf.extend_from_slice(SPARK_FUNCTION);
+        }
+        Ok(())
+    }
+
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
+        if buf == SPARK_FUNCTION {
+            return spark_udwf(name)
+                .ok_or_else(|| decode_error(format!("no Spark window function named {name}")));
+        }
+        Err(decode_error(format!(
+            "no window function named {name} on this worker"
+        )))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod security;
 pub mod shuffle_env;
 pub mod shuffle_reader;
 pub mod shuffle_writer;
+pub mod spark;
 pub mod spool;
 pub mod tickets;
 pub mod tls;

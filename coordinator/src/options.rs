@@ -49,6 +49,9 @@ extensions_options! {
         /// Most records of a Kafka topic partition one scan task reads: a partition with
         /// more is read by several tasks, each a slice of its offsets.
         pub kafka_max_records_per_task: u64, default = 1_000_000
+        /// The SQL dialect of the job's statements: `datafusion` (DataFusion's semantics)
+        /// or `spark` (Spark SQL's parser, functions, NULL ordering and division).
+        pub sql_dialect: String, default = "datafusion".to_string()
     }
 }
 
@@ -64,6 +67,14 @@ pub(crate) fn kafka_max_records_per_task(options: &ConfigOptions) -> u64 {
         .map_or(TallyOptions::default().kafka_max_records_per_task, |o| {
             o.kafka_max_records_per_task
         })
+}
+
+/// `tally.sql_dialect` of a session.
+pub(crate) fn sql_dialect(options: &ConfigOptions) -> String {
+    options.extensions.get::<TallyOptions>().map_or_else(
+        || TallyOptions::default().sql_dialect,
+        |o| o.sql_dialect.clone(),
+    )
 }
 
 /// The rules in force for one job, after `tally.planner = naive` has had its say.

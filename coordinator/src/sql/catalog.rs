@@ -21,6 +21,7 @@ use super::kafka_table::KafkaTable;
 use super::s3_tables::register_s3_table;
 use super::session::{base_config, base_runtime};
 pub use super::table_format::TableFormat;
+use super::table_pins::TablePins;
 use super::views::{CompiledView, MaterializedViewTable, coverage_summary, generation_dir};
 use crate::error::CoordinatorError;
 
@@ -66,6 +67,8 @@ pub(crate) struct Catalog {
     /// state records only those that are not secrets: after a restart these tables read with
     /// the recorded endpoint and region and the coordinator's environment's credentials.
     buckets: Mutex<BTreeMap<String, S3Options>>,
+    /// Which tables running queries read, so partition swaps wait for them.
+    pub pins: TablePins,
 }
 
 impl Catalog {
@@ -76,6 +79,7 @@ impl Catalog {
             store,
             data_roots,
             buckets: Mutex::default(),
+            pins: TablePins::default(),
         }
     }
 

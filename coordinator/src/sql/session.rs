@@ -13,8 +13,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tally_common::ids::JobId;
 
+use super::spark::SqlDialect;
 use crate::error::CoordinatorError;
-use crate::options::{Rules, TallyOptions};
+use crate::options::{Rules, TallyOptions, sql_dialect};
 use crate::planner::rules::compact_distinct::SINGLE_DISTINCT_TO_GROUP_BY;
 use crate::planner::rules::storage_splits::plan_scans_by_bytes;
 use crate::planner::{DistributedPlan, plan_job};
@@ -107,7 +108,11 @@ pub(crate) fn job_session(
             })?;
     }
     let rules = Rules::from_config(state.config().options()).map_err(CoordinatorError::Query)?;
-    for (key, value) in rule_settings(&rules) {
+    let dialect = SqlDialect::parse(&sql_dialect(state.config().options()))?;
+    let implied = rule_settings(&rules)
+        .into_iter()
+        .chain(dialect.settings().iter().map(|&(k, v)| (k, v.to_string())));
+    for (key, value) in implied {
         if !settings.0.contains_key(key) {
             state
                 .config_mut()
@@ -119,7 +124,7 @@ pub(crate) fn job_session(
     }
     // Workers need only DataFusion's settings; Tally's are baked into the stage plans.
     applied.retain(|key, _| !key.starts_with("tally."));
-    let ctx = SessionContext::new_with_state(plan_scans_by_bytes(state));
+    let ctx = SessionContext::new_with_state(dialect.apply(plan_scans_by_bytes(state)));
     if rules.compact_distinct {
         // DISTINCT aggregates stay whole, for the compact_distinct rule to give them states.
         ctx.remove_optimizer_rule(SINGLE_DISTINCT_TO_GROUP_BY);

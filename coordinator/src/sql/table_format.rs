@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use arrow::datatypes::DataType;
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::SessionContext;
 
@@ -47,6 +48,13 @@ impl TableFormat {
                     return Ok(format);
                 }
             }
+            // A Hive-style partitioned folder holds its files in `name=value` folders.
+            if let Some(format) = super::hive_partitions::first_file(path)
+                .as_deref()
+                .and_then(by_extension)
+            {
+                return Ok(format);
+            }
         } else if let Some(format) = by_extension(path) {
             return Ok(format);
         }
@@ -78,14 +86,25 @@ impl TableFormat {
     ) -> Result<(), CoordinatorError> {
         ctx.deregister_table(name)
             .map_err(CoordinatorError::from_datafusion)?;
+        // Hive-style partition folders of a local table become text columns.
+        let partitions: Vec<(String, DataType)> = if location.starts_with('/') && !one_file {
+            super::hive_partitions::partition_columns(Path::new(location))?
+                .into_iter()
+                .map(|column| (column, DataType::Utf8))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let registered = match self {
             TableFormat::Parquet => {
-                ctx.register_parquet(name, location, ParquetReadOptions::default())
-                    .await
+                let options = ParquetReadOptions::default().table_partition_cols(partitions);
+                ctx.register_parquet(name, location, options).await
             }
             TableFormat::Csv => {
                 let extension = if one_file { "" } else { ".csv" };
-                let options = CsvReadOptions::new().file_extension(extension);
+                let options = CsvReadOptions::new()
+                    .file_extension(extension)
+                    .table_partition_cols(partitions);
                 ctx.register_csv(name, location, options).await
             }
             TableFormat::Kafka => {

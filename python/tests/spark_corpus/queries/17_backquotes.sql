@@ -1,0 +1,1 @@
+SELECT `advertiser`, count(`ad_id`) AS `ad count` FROM `impressions` GROUP BY `advertiser` ORDER BY `advertiser`
