@@ -255,7 +255,10 @@ impl MetaStore for EtcdStore {
                         break;
                     }
                     Err(_) => {
-                        tracing::error!(lease, "etcd did not answer the lease keep-alive within its TTL");
+                        tracing::error!(
+                            lease,
+                            "etcd did not answer the lease keep-alive within its TTL"
+                        );
                         break;
                     }
                 }

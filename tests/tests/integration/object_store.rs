@@ -313,32 +313,10 @@ async fn tally_processes_read_s3_tables_with_their_aws_environment() {
         &logged,
         &log,
     );
-    let mut workers = Vec::new();
-    for i in 0..2 {
-        let spool = dir.path().join(format!("w{i}"));
-        let args = [
-            "worker",
-            "--coordinator",
-            &coordinator,
-            "--spool-dir",
-            spool.to_str().unwrap(),
-        ];
-        let worker_log = dir.path().join(format!("worker-{i}.log"));
-        workers.push(Process::start_logged("worker", &args, &logged, &worker_log).0);
-    }
+    let _workers = start_workers(dir.path(), &coordinator, &logged);
     let client = Client::connect(&coordinator).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     // The coordinator registers its --table after it starts listening.
-    while tally_tests::harness::alive_workers(&client).await < 2
-        || client.list_tables().await.unwrap().is_empty()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no lineitem and 2 workers: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_for_cluster(&client, 2, 1, &log).await;
 
     let sql = "SELECT l_shipmode, count(*) AS n, sum(l_extendedprice) AS price \
                FROM lineitem GROUP BY l_shipmode";
@@ -373,6 +351,25 @@ async fn tally_processes_read_s3_tables_with_their_aws_environment() {
         .filter(|l| l.contains(&moto.secret_access_key))
         .collect();
     assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// Two `tally worker` processes of the coordinator at `coordinator` with `env`, spooling
+/// and logging under `dir` (`worker-<i>.log`).
+fn start_workers(dir: &Path, coordinator: &str, env: &[(&str, &str)]) -> Vec<Process> {
+    (0..2)
+        .map(|i| {
+            let spool = dir.join(format!("w{i}"));
+            let args = [
+                "worker",
+                "--coordinator",
+                coordinator,
+                "--spool-dir",
+                spool.to_str().unwrap(),
+            ];
+            let log = dir.join(format!("worker-{i}.log"));
+            Process::start_logged("worker", &args, env, &log).0
+        })
+        .collect()
 }
 
 /// Polls until the coordinator at `client` lists `workers` alive workers and `tables` tables.
@@ -423,18 +420,7 @@ async fn a_view_kept_in_s3_and_its_tables_endpoint_outlive_the_coordinator() {
     ];
     let log = dir.path().join("coordinator.log");
     let (first, _) = Process::start_logged("coordinator", &coordinator_args, &env, &log);
-    let mut workers = Vec::new();
-    for i in 0..2 {
-        let spool = dir.path().join(format!("w{i}"));
-        let args = [
-            "worker",
-            "--coordinator",
-            &coordinator,
-            "--spool-dir",
-            spool.to_str().unwrap(),
-        ];
-        workers.push(Process::start_with_env("worker", &args, &env).0);
-    }
+    let _workers = start_workers(dir.path(), &coordinator, &env);
     let client = Client::connect(&coordinator).await.unwrap();
     wait_for_cluster(&client, 2, 0, &log).await;
     client
