@@ -384,7 +384,7 @@ impl JobManager {
         });
         for (worker, answered) in futures::future::join_all(probes).await {
             if !answered {
-                tracing::warn!(worker_id = %worker.id, endpoint = %worker.endpoint, "worker does not answer; its work is lost");
+                tracing::warn!(job_id = %job_id, worker_id = %worker.id, endpoint = %worker.endpoint, "worker does not answer; its work is lost");
                 self.workers.down(&worker.id);
                 self.worker_lost(&worker.id);
             }

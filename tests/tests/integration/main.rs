@@ -27,3 +27,4 @@ mod splits;
 mod tables;
 mod tpch;
 mod views;
+mod web_ui;
