@@ -52,12 +52,16 @@ impl WorkerMetrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("a valid metric");
-            registry.register(Box::new(c.clone())).expect("registered once");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
             c
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("a valid metric");
-            registry.register(Box::new(g.clone())).expect("registered once");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
             g
         };
         let flight_bytes = counter(
@@ -77,11 +81,16 @@ impl WorkerMetrics {
             "Bytes this worker's tasks spilled to disk for want of memory.",
         );
         let tasks = IntCounterVec::new(
-            Opts::new("tally_worker_tasks_total", "Tasks this worker ran, by outcome."),
+            Opts::new(
+                "tally_worker_tasks_total",
+                "Tasks this worker ran, by outcome.",
+            ),
             &["outcome"],
         )
         .expect("a valid metric");
-        registry.register(Box::new(tasks.clone())).expect("registered once");
+        registry
+            .register(Box::new(tasks.clone()))
+            .expect("registered once");
         let task_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "tally_worker_task_duration_seconds",
@@ -181,31 +190,40 @@ where
     Router::new()
         .route(
             "/metrics",
-            get(move |State(metrics): State<Arc<WorkerMetrics>>| async move {
-                let text = metrics.render(snapshot());
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                    text,
-                )
-            }),
+            get(
+                move |State(metrics): State<Arc<WorkerMetrics>>| async move {
+                    let text = metrics.render(snapshot());
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                },
+            ),
         )
-        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let token = token.clone();
-            async move {
-                if let Err(refused) = require_token(&token, request.headers()) {
-                    return refused;
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let token = token.clone();
+                async move {
+                    if let Some(refused) = require_token(&token, request.headers()) {
+                        return refused;
+                    }
+                    next.run(request).await
                 }
-                next.run(request).await
-            }
-        }))
+            },
+        ))
         .with_state(metrics)
 }
 
-fn require_token(token: &RequireToken, headers: &HeaderMap) -> Result<(), Response> {
+/// The answer to a call without the token or with another one; None when it may pass.
+fn require_token(token: &RequireToken, headers: &HeaderMap) -> Option<Response> {
     let presented = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     token
         .check_header(presented)
-        .map_err(|refusal| (StatusCode::UNAUTHORIZED, refusal.message()).into_response())
+        .err()
+        .map(|refusal| (StatusCode::UNAUTHORIZED, refusal.message()).into_response())
 }
 
 #[cfg(test)]
@@ -238,7 +256,10 @@ mod tests {
             "tally_worker_memory_reserved_bytes 4096",
             "tally_worker_spool_bytes 555",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 

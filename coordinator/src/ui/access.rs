@@ -152,7 +152,7 @@ fn to_hex(text: &str) -> String {
 }
 
 fn from_hex(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..hex.len())
@@ -176,16 +176,25 @@ mod tests {
         assert_eq!(authorized(&token, &headers), Err(TokenRefusal::Missing));
 
         let bearer = format!("Bearer {}", secret.expose_secret());
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&bearer).unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&bearer).unwrap(),
+        );
         assert_eq!(authorized(&token, &headers), Ok(()));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer nope"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer nope"),
+        );
         assert_eq!(authorized(&token, &headers), Err(TokenRefusal::Wrong));
 
         let mut browser = HeaderMap::new();
         let cookie = format!("other=1; {COOKIE}={}", to_hex(secret.expose_secret()));
         browser.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
         assert_eq!(authorized(&token, &browser), Ok(()));
-        browser.insert(header::COOKIE, HeaderValue::from_static("tally_token=6e6f7065"));
+        browser.insert(
+            header::COOKIE,
+            HeaderValue::from_static("tally_token=6e6f7065"),
+        );
         assert_eq!(authorized(&token, &browser), Err(TokenRefusal::Wrong));
     }
 
@@ -198,7 +207,10 @@ mod tests {
         let ok = log_in(&token, false, body);
         assert_eq!(ok.status(), StatusCode::SEE_OTHER);
         let cookie = ok.headers()[header::SET_COOKIE].to_str().unwrap();
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
         let wrong = log_in(&token, false, "token=wrong-token-wrong-token");
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
         assert!(wrong.headers().get(header::SET_COOKIE).is_none());

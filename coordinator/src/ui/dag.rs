@@ -121,7 +121,13 @@ pub(crate) fn render_svg(job: &JobStatus) -> String {
     let client_size = get_shape_size(Orientation::TopToBottom, &client_shape, FONT_SIZE, true);
     let client = graph.add_node(Element::create_with_properties(
         client_shape,
-        StyleAttr::new(Color::fast("black"), 1, Some(Color::fast("white")), 0, FONT_SIZE),
+        StyleAttr::new(
+            Color::fast("black"),
+            1,
+            Some(Color::fast("white")),
+            0,
+            FONT_SIZE,
+        ),
         Orientation::TopToBottom,
         client_size,
         "class=\"client\"",
@@ -180,16 +186,34 @@ mod tests {
         assert_eq!(
             edges,
             vec![
-                DagEdge { from: 1, to: Some(3), bytes: 1000, rows: 10 },
-                DagEdge { from: 2, to: Some(3), bytes: 2_500_000, rows: 250 },
-                DagEdge { from: 3, to: None, bytes: 77, rows: 3 },
+                DagEdge {
+                    from: 1,
+                    to: Some(3),
+                    bytes: 1000,
+                    rows: 10
+                },
+                DagEdge {
+                    from: 2,
+                    to: Some(3),
+                    bytes: 2_500_000,
+                    rows: 250
+                },
+                DagEdge {
+                    from: 3,
+                    to: None,
+                    bytes: 77,
+                    rows: 3
+                },
             ]
         );
         let svg = render_svg(&job);
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("stage 2 → 3"), "{svg}");
         assert!(svg.contains("2,500,000 B (2.4 MiB)"), "{svg}");
-        assert!(svg.contains("data-from=\"1\" data-to=\"3\" data-bytes=\"1000\""), "{svg}");
+        assert!(
+            svg.contains("data-from=\"1\" data-to=\"3\" data-bytes=\"1000\""),
+            "{svg}"
+        );
         assert!(svg.contains("stage 3 → client"), "{svg}");
     }
 }

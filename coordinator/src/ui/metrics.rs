@@ -123,7 +123,10 @@ pub(crate) fn render(jobs: &[JobStatus], workers: &[WorkerView]) -> String {
         &["state"],
     )
     .expect("a valid metric");
-    for (state, name) in [(TaskState::Pending, "pending"), (TaskState::Running, "running")] {
+    for (state, name) in [
+        (TaskState::Pending, "pending"),
+        (TaskState::Running, "running"),
+    ] {
         let count = jobs
             .iter()
             .filter(|j| !j.is_finished())
@@ -137,14 +140,15 @@ pub(crate) fn render(jobs: &[JobStatus], workers: &[WorkerView]) -> String {
         .register(Box::new(tasks_by_state))
         .expect("registered once");
     let worker_gauge = IntGaugeVec::new(
-        Opts::new("tally_workers", "Workers the coordinator knows, alive or dead."),
+        Opts::new(
+            "tally_workers",
+            "Workers the coordinator knows, alive or dead.",
+        ),
         &["state"],
     )
     .expect("a valid metric");
     let alive = workers.iter().filter(|w| w.alive).count();
-    worker_gauge
-        .with_label_values(&["alive"])
-        .set(alive as i64);
+    worker_gauge.with_label_values(&["alive"]).set(alive as i64);
     worker_gauge
         .with_label_values(&["dead"])
         .set((workers.len() - alive) as i64);
@@ -183,7 +187,10 @@ mod tests {
             "tally_stage_duration_seconds_count 6",
             "tally_workers{state=\"alive\"} 0",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 }

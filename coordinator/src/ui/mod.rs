@@ -72,7 +72,11 @@ pub(crate) async fn serve(
         frontend,
         tls: security.tls.is_some(),
     };
-    let app = router(state, RequireToken::new(security.token.as_ref()), security.tls.is_some());
+    let app = router(
+        state,
+        RequireToken::new(security.token.as_ref()),
+        security.tls.is_some(),
+    );
     let task = tokio::spawn(
         security
             .server()?
@@ -85,7 +89,11 @@ pub(crate) async fn serve(
                 },
             ),
     );
-    let scheme = if security.tls.is_some() { "https" } else { "http" };
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let endpoint = format!("{scheme}://{local}");
     tracing::info!(%endpoint, "web UI listening");
     Ok(UiServer { endpoint, task })
@@ -157,7 +165,11 @@ async fn cancel_job(
         .get("sec-fetch-site")
         .is_some_and(|site| site.as_bytes() == b"cross-site")
     {
-        return (StatusCode::FORBIDDEN, "cross-site requests cannot cancel jobs").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "cross-site requests cannot cancel jobs",
+        )
+            .into_response();
     }
     let job_id = JobId::from(id.clone());
     match state.frontend.jobs.cancel(&job_id) {
@@ -172,7 +184,11 @@ async fn cancel_job(
 async fn workers_page(State(state): State<UiState>, RawQuery(query): RawQuery) -> Response {
     let workers = state.frontend.workers.list();
     let jobs = state.frontend.jobs.statuses();
-    page("Workers", pages::workers(&workers, &jobs, state.tls), &query)
+    page(
+        "Workers",
+        pages::workers(&workers, &jobs, state.tls),
+        &query,
+    )
 }
 
 async fn tables_page(State(state): State<UiState>, RawQuery(query): RawQuery) -> Response {
@@ -188,7 +204,10 @@ async fn metrics_text(State(state): State<UiState>) -> Response {
         &state.frontend.workers.list(),
     );
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()

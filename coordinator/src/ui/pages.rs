@@ -100,7 +100,7 @@ fn progress(job: &JobStatus) -> String {
 
 /// Every job, newest first.
 pub(crate) fn jobs(mut jobs: Vec<JobStatus>) -> Content {
-    jobs.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at));
+    jobs.sort_by_key(|job| std::cmp::Reverse(job.submitted_at));
     let live = jobs.iter().any(|j| !j.is_finished());
     let mut html = String::from(
         "<h1>Jobs</h1><table class=\"jobs\"><thead><tr><th>job</th><th>state</th><th>SQL</th>\
@@ -310,7 +310,11 @@ pub(crate) fn tables(tables: &[TableView]) -> Content {
             "<tr id=\"table-{name}\"><td>{name}</td><td>{kind}</td><td>{format}</td><td>{path}</td>\
              <td>{bucketing}</td><td class=\"columns\">{columns}</td><td>{coverage}</td></tr>",
             name = escape(&table.name),
-            kind = if table.view.is_some() { "materialized view" } else { "table" },
+            kind = if table.view.is_some() {
+                "materialized view"
+            } else {
+                "table"
+            },
             format = escape(table.format.as_str()),
             path = escape(&table.path.to_string_lossy()),
             bucketing = escape(table.bucketing.as_deref().unwrap_or("")),
@@ -333,9 +337,17 @@ mod tests {
         let job = three_stage_job();
         let page = super::job(&job);
         assert!(!page.live);
-        assert!(page.html.contains("SELECT &lt;b&gt; FROM t"), "{}", page.html);
+        assert!(
+            page.html.contains("SELECT &lt;b&gt; FROM t"),
+            "{}",
+            page.html
+        );
         assert!(page.html.contains("id=\"dag\""));
-        assert!(page.html.contains("data-bytes=\"2501000\""), "{}", page.html);
+        assert!(
+            page.html.contains("data-bytes=\"2501000\""),
+            "{}",
+            page.html
+        );
         assert!(page.html.contains("ShuffleWriterExec &lt;x&gt;"));
         assert!(!page.html.contains("Cancel"));
         for stage in 1..=3 {

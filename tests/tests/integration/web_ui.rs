@@ -30,7 +30,10 @@ async fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let response = String::from_utf8(response).expect("a text response");
     let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -113,15 +116,20 @@ async fn the_graph_and_the_metrics_show_the_jobs_shuffle_bytes_to_token_holders_
     let edges = job["edges"].as_array().unwrap();
     for stage in &metrics.stages {
         for input in &stage.input_stages {
-            let producer = metrics.stages.iter().find(|s| s.stage_id == *input).unwrap();
+            let producer = metrics
+                .stages
+                .iter()
+                .find(|s| s.stage_id == *input)
+                .unwrap();
             let edge = edges
                 .iter()
                 .find(|e| e["from"] == *input && e["to"] == stage.stage_id)
                 .unwrap_or_else(|| panic!("no arrow {input} -> {}: {job}", stage.stage_id));
             assert_eq!(edge["bytes"], producer.shuffle_bytes);
-            assert!(producer.shuffle_bytes > 0);
         }
     }
+    // A stage whose readers all run where its output lies ships nothing; the job does ship.
+    assert!(metrics.shuffle_bytes > 0, "{metrics:?}");
     let (status, page) = get(&format!("{ui}/jobs/{}", metrics.job_id), secret).await;
     assert_eq!(status, 200);
     assert!(page.contains("<svg"), "{page}");
@@ -143,7 +151,10 @@ async fn the_graph_and_the_metrics_show_the_jobs_shuffle_bytes_to_token_holders_
         served += sample(&text, "tally_worker_flight_bytes_served_total");
         assert!(sample(&text, "tally_worker_tasks_total{outcome=\"succeeded\"}") > 0.0);
     }
-    assert!(served >= metrics.shuffle_bytes as f64, "{served} < {metrics:?}");
+    assert!(
+        served >= metrics.shuffle_bytes as f64,
+        "{served} < {metrics:?}"
+    );
     cluster.shutdown().await;
 }
 
