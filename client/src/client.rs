@@ -218,6 +218,15 @@ impl Client {
 
     /// Follows the job until it ends; a failed or cancelled job is an error.
     pub async fn wait(&self, job_id: &JobId) -> Result<JobStatus, ClientError> {
+        self.wait_with_progress(job_id, |_| {}).await
+    }
+
+    /// As `wait`, handing every status the coordinator sends on the way to `progress`.
+    pub async fn wait_with_progress(
+        &self,
+        job_id: &JobId,
+        mut progress: impl FnMut(&JobStatus),
+    ) -> Result<JobStatus, ClientError> {
         let request = GetJobRequest {
             job_id: job_id.to_string(),
         };
@@ -230,6 +239,9 @@ impl Client {
             .into_inner();
         let mut last = None;
         while let Some(status) = updates.message().await.map_err(|s| self.status_error(s))? {
+            if let Ok(update) = job_status(status.clone()) {
+                progress(&update);
+            }
             last = Some(status);
         }
         let status = job_status(last.ok_or_else(|| ClientError::Unavailable {

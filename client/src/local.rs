@@ -113,6 +113,11 @@ impl LocalCluster {
         &self.coordinator.endpoint
     }
 
+    /// The web UI's URL, when the coordinator was given an HTTP address.
+    pub fn http_endpoint(&self) -> Option<&str> {
+        self.coordinator.http_endpoint.as_deref()
+    }
+
     pub fn worker_endpoints(&self) -> Vec<String> {
         self.workers.iter().map(|w| w.endpoint.clone()).collect()
     }

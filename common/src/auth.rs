@@ -163,22 +163,51 @@ impl RequireToken {
     }
 }
 
+/// Why a call was refused: it carried no token, or another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Missing,
+    Wrong,
+}
+
+impl TokenRefusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenRefusal::Missing => {
+                "missing cluster token: this cluster requires its token on every call \
+                 (--token-file FILE or the TALLY_TOKEN environment variable)"
+            }
+            TokenRefusal::Wrong => {
+                "wrong cluster token: the token sent does not match this cluster's"
+            }
+        }
+    }
+}
+
+impl RequireToken {
+    /// Checks an `authorization` header's value (`Bearer TOKEN`), for the gRPC services and
+    /// the HTTP pages alike.
+    pub fn check_header(&self, presented: Option<&[u8]>) -> Result<(), TokenRefusal> {
+        let Some(expected) = &self.expected else {
+            return Ok(());
+        };
+        let presented = presented.ok_or(TokenRefusal::Missing)?;
+        hmac::verify(&expected.key, presented, expected.tag.as_ref())
+            .map_err(|_| TokenRefusal::Wrong)
+    }
+
+    /// Checks a bare token (from an HTTP cookie or the log-in form).
+    pub fn check_secret(&self, secret: &str) -> Result<(), TokenRefusal> {
+        self.check_header(Some(format!("{SCHEME}{}", secret.trim()).as_bytes()))
+    }
+}
+
 impl Interceptor for RequireToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else {
-            return Ok(request);
-        };
-        let Some(presented) = request.metadata().get(HEADER) else {
-            return Err(Status::unauthenticated(
-                "missing cluster token: this cluster requires its token on every call \
-                 (--token-file FILE or the TALLY_TOKEN environment variable)",
-            ));
-        };
-        match hmac::verify(&expected.key, presented.as_bytes(), expected.tag.as_ref()) {
+        let presented = request.metadata().get(HEADER).map(|value| value.as_bytes());
+        match self.check_header(presented) {
             Ok(()) => Ok(request),
-            Err(_) => Err(Status::unauthenticated(
-                "wrong cluster token: the token sent does not match this cluster's",
-            )),
+            Err(refusal) => Err(Status::unauthenticated(refusal.message())),
         }
     }
 }

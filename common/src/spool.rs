@@ -84,6 +84,11 @@ impl Spool {
         Self { root: root.into() }
     }
 
+    /// The folder every job's output is spooled under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn job_dir(&self, job: &JobId) -> PathBuf {
         self.root.join(job.as_str())
     }

@@ -2,7 +2,8 @@
 //! - `edge/`: the gRPC service and server, converting wire messages at the boundary;
 //! - `sql/`: the SQL front end (catalog, sessions, statements into jobs) and `planner/`, the
 //!   distributed planner whose rules minimize what crosses the network;
-//! - `jobs/`: scheduling, the life of a job from its stages to its end.
+//! - `jobs/`: scheduling, the life of a job from its stages to its end;
+//! - `ui/`: the web UI and Prometheus metrics on `--http-bind`.
 
 mod edge;
 mod error;
@@ -10,6 +11,7 @@ mod jobs;
 mod options;
 mod planner;
 mod sql;
+mod ui;
 
 pub use edge::server::{CoordinatorConfig, CoordinatorHandle, start_coordinator};
 pub use error::CoordinatorError;

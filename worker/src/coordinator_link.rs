@@ -8,9 +8,10 @@ use tally_common::root_cause;
 use tally_common::security::{AuthChannel, ClusterSecurity};
 use tally_meta::{SharedMetaStore, WorkerRecord};
 use tally_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
-use tally_proto::coordinator::{RegisterWorkerRequest, TaskStatusReport};
+use tally_proto::coordinator::{RegisterWorkerRequest, TaskState, TaskStatusReport};
 
 use crate::error::WorkerError;
+use crate::metrics::WorkerMetrics;
 
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 const REGISTER_ATTEMPTS: u32 = 10;
@@ -33,6 +34,8 @@ pub(crate) struct CoordinatorLink {
     security: ClusterSecurity,
     /// The coordinator last found, with a client to it.
     current: Arc<Mutex<Option<Coordinator>>>,
+    /// Every finished task passes through `report`: it is counted there.
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 impl CoordinatorLink {
@@ -42,7 +45,14 @@ impl CoordinatorLink {
             finder: Finder::Fixed(endpoint.to_string()),
             security: security.clone(),
             current: Arc::new(Mutex::new(Some((endpoint.to_string(), client)))),
+            metrics: None,
         })
+    }
+
+    /// Counts the tasks this link reports in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<WorkerMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub(crate) fn leader_of(store: SharedMetaStore, security: &ClusterSecurity) -> Self {
@@ -50,6 +60,7 @@ impl CoordinatorLink {
             finder: Finder::Leader(store),
             security: security.clone(),
             current: Arc::default(),
+            metrics: None,
         }
     }
 
@@ -134,6 +145,13 @@ impl CoordinatorLink {
     /// Delivers a task report, retrying briefly so a transient failure (or a change of
     /// leader) does not lose it.
     pub(crate) async fn report(&self, report: TaskStatusReport) {
+        if let Some(metrics) = &self.metrics {
+            metrics.task_ended(
+                report.state() == TaskState::Succeeded,
+                Duration::from_millis(report.elapsed_ms),
+                report.spilled_bytes,
+            );
+        }
         for attempt in 1..=5u64 {
             let delivered = match self.coordinator().await {
                 Ok((_, mut client)) => client.report_task_status(report.clone()).await.map(|_| ()),

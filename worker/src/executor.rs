@@ -30,6 +30,7 @@ use tally_common::shuffle_writer::{ShuffleWriterExec, SpooledPartition};
 use tally_proto::coordinator::{PartitionOutput, StageRead, TaskState, TaskStatusReport};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 use crate::coordinator_link::CoordinatorLink;
 use crate::error::WorkerError;
@@ -115,6 +116,11 @@ impl TaskExecutor {
         self.running.lock().expect("task table poisoned").len()
     }
 
+    /// Bytes the operators of this worker's tasks hold in its memory pool.
+    pub(crate) fn memory_reserved(&self) -> usize {
+        self.runtime.memory_pool.reserved()
+    }
+
     /// Decodes the plan now, so a bad plan is refused in the RunTask answer, then runs it in
     /// the background.
     pub(crate) fn launch(
@@ -147,16 +153,21 @@ impl TaskExecutor {
         let executor = self.clone();
         let key = task.clone();
         let slots = self.slots.clone();
-        let handle = self.runtime_handle.spawn(async move {
-            let _slot = slots
-                .acquire_owned()
-                .await
-                .expect("task slots are never closed");
-            let started = Instant::now();
-            tracing::debug!(task = %key, "task started");
-            let outcome = run_partition(plan.clone(), key.partition as usize, context).await;
-            executor.finish(key, plan, outcome, started).await;
-        });
+        // Every log line of the task's work names its job, stage and partition.
+        let span = tracing::info_span!("task", job_id = %task.job_id, stage_id = %task.stage_id, partition = task.partition, attempt = task.attempt);
+        let handle = self.runtime_handle.spawn(
+            async move {
+                let _slot = slots
+                    .acquire_owned()
+                    .await
+                    .expect("task slots are never closed");
+                let started = Instant::now();
+                tracing::debug!(task = %key, "task started");
+                let outcome = run_partition(plan.clone(), key.partition as usize, context).await;
+                executor.finish(key, plan, outcome, started).await;
+            }
+            .instrument(span),
+        );
         running.insert(task, handle.abort_handle());
         Ok(())
     }

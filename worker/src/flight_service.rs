@@ -23,15 +23,18 @@ use tally_common::spool::open_spool_file;
 use tally_proto::plan::ShuffleTicket;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::metrics::WorkerMetrics;
+
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 pub(crate) struct SpoolFlightService {
     env: Arc<ShuffleEnv>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl SpoolFlightService {
-    pub(crate) fn new(env: Arc<ShuffleEnv>) -> Self {
-        Self { env }
+    pub(crate) fn new(env: Arc<ShuffleEnv>, metrics: Arc<WorkerMetrics>) -> Self {
+        Self { env, metrics }
     }
 }
 
@@ -76,6 +79,8 @@ impl FlightService for SpoolFlightService {
             }
         })?;
         let schema = reader.schema();
+        self.metrics.stream_opened();
+        let metrics = self.metrics.clone();
         let batches = futures::stream::iter(reader)
             .map(|batch| wire_pieces(batch?))
             .map_ok(|pieces| futures::stream::iter(pieces.into_iter().map(Ok)))
@@ -86,6 +91,9 @@ impl FlightService for SpoolFlightService {
             .with_max_flight_data_size(MAX_MESSAGE_BYTES / 4)
             .with_schema(schema)
             .build(batches)
+            // Counted as readers count them (the encoded message), so what workers served
+            // adds up with what their readers report.
+            .inspect_ok(move |data| metrics.message_sent(data.encoded_len()))
             .map_err(|e| Status::internal(e.to_string()));
         Ok(Response::new(encoded.boxed()))
     }

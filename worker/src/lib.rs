@@ -6,6 +6,7 @@ mod error;
 mod executor;
 mod flight_service;
 mod heartbeat;
+mod metrics;
 mod server;
 mod service;
 

@@ -1,5 +1,5 @@
-//! Starting and stopping a worker: one port serves both the worker's control service and its
-//! Flight service.
+//! Starting and stopping a worker: one port serves the worker's control service, its Flight
+//! service and, over HTTP/1.1, its Prometheus metrics.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tally_common::MAX_MESSAGE_BYTES;
+use tally_common::auth::RequireToken;
 use tally_common::ids::WorkerId;
 use tally_common::security::ClusterSecurity;
 use tally_common::shuffle_env::ShuffleEnv;
@@ -17,6 +18,7 @@ use tally_proto::worker::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
 use crate::coordinator_link::CoordinatorLink;
@@ -24,6 +26,7 @@ use crate::error::WorkerError;
 use crate::executor::TaskExecutor;
 use crate::flight_service::SpoolFlightService;
 use crate::heartbeat::Membership;
+use crate::metrics::{self, Snapshot, WorkerMetrics, bytes_under};
 use crate::service::WorkerRpc;
 
 /// 4 GiB: three workers of an embedded cluster fit a 24 GiB machine with room to spare.
@@ -136,6 +139,8 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         let link = CoordinatorLink::fixed(&config.coordinator, &config.security)?;
         (link.clone(), Membership::Coordinator(link))
     };
+    let metrics = WorkerMetrics::new();
+    let coordinator = coordinator.with_metrics(metrics.clone());
     // Beside the spool, not in it: job IDs never contain a dot.
     let spill_dir = config.spool_dir.join(format!("{worker_id}.spill"));
     let executor = Arc::new(TaskExecutor::new(
@@ -150,16 +155,35 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
     let rpc = WorkerServiceServer::new(WorkerRpc::new(executor.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let flight = FlightServiceServer::new(SpoolFlightService::new(env.clone()))
+    let flight = FlightServiceServer::new(SpoolFlightService::new(env.clone(), metrics.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let security = &config.security;
+    // `GET /metrics` over HTTP/1.1 on the same port as gRPC and Flight.
+    let gauges = {
+        let executor = executor.clone();
+        let spool_root = env.spool.root().to_path_buf();
+        let memory_limit = config.memory_limit;
+        move || Snapshot {
+            tasks_running: executor.running_count(),
+            memory_reserved: executor.memory_reserved(),
+            memory_limit,
+            spool_bytes: bytes_under(&spool_root),
+        }
+    };
+    let routes = Routes::from(metrics::router(
+        metrics,
+        RequireToken::new(security.token.as_ref()),
+        gauges,
+    ))
+    .add_service(security.guard(rpc))
+    .add_service(security.guard(flight));
     let mut stop = shutdown_rx.clone();
     let server = executor.data_plane().spawn(
         security
             .server()?
-            .add_service(security.guard(rpc))
-            .add_service(security.guard(flight))
+            .accept_http1(true)
+            .add_routes(routes)
             // TCP_NODELAY: without it a response's last frame (the gRPC trailers) waits
             // for the peer's delayed ACK, about 40 ms per call.
             .serve_with_incoming_shutdown(

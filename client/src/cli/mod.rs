@@ -1,5 +1,6 @@
 //! The `tally` command line: every subcommand, its flags, and what it runs.
 
+mod progress;
 mod servers;
 mod sql;
 mod statements;
@@ -125,6 +126,10 @@ pub struct LocalArgs {
     pub security: SecurityArgs,
     #[command(flatten)]
     pub limits: JobLimitArgs,
+    /// Serve the web UI and Prometheus `/metrics` on HOST:PORT (beyond loopback only with a
+    /// cluster token, which the UI then asks for).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_bind: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -147,6 +152,10 @@ pub struct CoordinatorArgs {
     pub security: SecurityArgs,
     #[command(flatten)]
     pub limits: JobLimitArgs,
+    /// Serve the web UI and Prometheus `/metrics` on HOST:PORT (beyond loopback only with a
+    /// cluster token, which the UI then asks for).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_bind: Option<SocketAddr>,
 }
 
 /// Bounds on every job.

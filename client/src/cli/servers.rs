@@ -51,6 +51,7 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), ClientError> {
             data_roots: args.data_roots.roots(),
             table_dir: args.data_roots.table_dir(),
             security: args.security.for_server()?,
+            http_bind: args.http_bind,
             ..Default::default()
         },
         worker_memory_limit: args.memory_limit_mb << 20,
@@ -70,6 +71,9 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), ClientError> {
         "  tally sql --coordinator {} -e 'SELECT ...'",
         cluster.endpoint()
     );
+    if let Some(ui) = cluster.http_endpoint() {
+        println!("  web UI at {ui}/ (Prometheus metrics at {ui}/metrics)");
+    }
     wait_for_interrupt().await?;
     cluster.shutdown().await;
     Ok(())
@@ -85,6 +89,7 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
         data_roots: args.data_roots.roots(),
         table_dir: args.data_roots.table_dir(),
         security: args.security.for_server()?,
+        http_bind: args.http_bind,
         ..Default::default()
     };
     args.limits.apply(&mut config);
@@ -92,6 +97,9 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
         .await
         .map_err(|e| ClientError::Local(e.to_string()))?;
     println!("tally coordinator listening on {}", coordinator.endpoint);
+    if let Some(ui) = &coordinator.http_endpoint {
+        println!("web UI at {ui}/ (Prometheus metrics at {ui}/metrics)");
+    }
     let serve = async {
         if !coordinator.is_leading() {
             println!("standby: waiting to lead the cluster");

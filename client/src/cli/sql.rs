@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
+use super::progress::ProgressLine;
 use super::statements::{parse_set, split_statements};
 use super::{SqlArgs, parse_tables};
 use tally_coordinator::CoordinatorConfig;
@@ -115,13 +116,18 @@ async fn run_statement(
     // The handler is in place before the job exists, so no Ctrl-C falls between the two.
     let interrupt = interrupted()?;
     let job_id = client.submit(statement, settings).await?;
+    let progress = ProgressLine::start(args.quiet);
     let status = tokio::select! {
-        status = client.wait(&job_id) => status?,
+        status = client.wait_with_progress(&job_id, |job| progress.update(job)) => status,
         _ = interrupt => {
+            // The line is erased when `progress` drops, before the error prints.
             client.cancel(&job_id).await?;
             return Err(ClientError::Interrupted { job_id: job_id.to_string() });
         }
     };
+    // The line goes before the answer (or the error) prints.
+    progress.finish();
+    let status = status?;
     let result = client.fetch_results(&status).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -56,6 +56,8 @@ pub struct CoordinatorConfig {
     pub data_roots: Vec<PathBuf>,
     /// The cluster token and TLS, for what it serves and what it calls.
     pub security: ClusterSecurity,
+    /// Where the web UI and `/metrics` listen (`--http-bind`); none without it.
+    pub http_bind: Option<SocketAddr>,
 }
 
 impl Default for CoordinatorConfig {
@@ -73,6 +75,7 @@ impl Default for CoordinatorConfig {
             job_timeout: Duration::from_secs(6 * 3600),
             data_roots: std::env::current_dir().into_iter().collect(),
             security: ClusterSecurity::default(),
+            http_bind: None,
         }
     }
 }
@@ -80,10 +83,13 @@ impl Default for CoordinatorConfig {
 pub struct CoordinatorHandle {
     /// `host:port` of the coordinator's gRPC service.
     pub endpoint: String,
+    /// The web UI's URL (`http://host:port`), when it was asked for.
+    pub http_endpoint: Option<String>,
     state: Arc<SqlFrontend>,
     role: Role,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    ui: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
 impl CoordinatorHandle {
@@ -119,6 +125,9 @@ impl CoordinatorHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        if let Some(ui) = self.ui {
+            let _ = ui.await;
+        }
     }
 }
 
@@ -128,6 +137,9 @@ pub async fn start_coordinator(
     config: CoordinatorConfig,
 ) -> Result<CoordinatorHandle, CoordinatorError> {
     config.security.check_listen(config.bind)?;
+    if let Some(http) = config.http_bind {
+        config.security.check_listen(http)?;
+    }
     let mut roots = config.data_roots.clone();
     roots.push(config.table_dir.clone());
     let data_roots = DataRoots::new(&roots)?;
@@ -194,6 +206,12 @@ pub async fn start_coordinator(
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ui = match config.http_bind {
+        Some(bind) => Some(
+            crate::ui::serve(bind, state.clone(), &config.security, shutdown_rx.clone()).await?,
+        ),
+        None => None,
+    };
     let mut stop = shutdown_rx.clone();
     let server = tokio::spawn(
         config
@@ -222,12 +240,18 @@ pub async fn start_coordinator(
     }
 
     tracing::info!(%endpoint, "coordinator listening");
+    let (http_endpoint, ui) = match ui {
+        Some(ui) => (Some(ui.endpoint), Some(ui.task)),
+        None => (None, None),
+    };
     Ok(CoordinatorHandle {
         endpoint,
+        http_endpoint,
         state,
         role,
         shutdown: shutdown_tx,
         server,
+        ui,
     })
 }
 

@@ -399,7 +399,7 @@ impl JobManager {
             if answered {
                 answering.push(worker);
             } else {
-                tracing::warn!(worker_id = %worker.id, endpoint = %worker.endpoint, "worker does not answer; its work is lost");
+                tracing::warn!(job_id = %job_id, worker_id = %worker.id, endpoint = %worker.endpoint, "worker does not answer; its work is lost");
                 self.workers.down(&worker.id);
                 self.worker_lost(&worker.id);
             }

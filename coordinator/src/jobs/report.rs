@@ -96,7 +96,7 @@ impl Job {
             TaskOutcome::Failed { kind, message } if kind.retryable() => {
                 if task.failures + 1 < max_failures {
                     task.fail_for_retry();
-                    tracing::warn!(task = %key, failures = task.failures, error = %message, "task failed; it will run again");
+                    tracing::warn!(job_id = %key.job_id, stage_id = %key.stage_id, task = %key, failures = task.failures, error = %message, "task failed; it will run again");
                     return ReportOutcome::Retry {
                         failures: task.failures,
                         fetch_failed_from: FetchFailed::source_in(&message).map(str::to_string),

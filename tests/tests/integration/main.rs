@@ -29,3 +29,4 @@ mod splits;
 mod tables;
 mod tpch;
 mod views;
+mod web_ui;
