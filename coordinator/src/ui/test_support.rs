@@ -31,6 +31,7 @@ fn stage(id: u32, inputs: &[u32], shuffle_bytes: u64, shuffle_rows: u64) -> Stag
         elapsed: Duration::from_millis(40 * id as u64),
         rules: vec!["partial_aggregation".to_string()],
         spilled_bytes: 5 * id as u64,
+        malformed_records: 0,
         plan: "ShuffleWriterExec <x>".to_string(),
         tasks: vec![
             TaskStatus {
