@@ -127,6 +127,7 @@ mod tests {
             elapsed: Duration::ZERO,
             rules: vec![],
             spilled_bytes: 0,
+            malformed_records: 0,
             plan: String::new(),
             tasks: vec![],
         }
