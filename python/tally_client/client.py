@@ -78,6 +78,8 @@ class StageMetrics:
     spilled_bytes: int
     elapsed_ms: int
     input_stages: list = field(default_factory=list)
+    # Records of a Kafka table skipped as malformed ('on_malformed' 'skip').
+    malformed_records: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,10 @@ class JobMetrics:
 
     @classmethod
     def from_json(cls, document: dict) -> "JobMetrics":
-        stages = [StageMetrics(**stage) for stage in document.pop("stages")]
+        # Figures a newer coordinator adds are ignored rather than refused.
+        known = set(StageMetrics.__dataclass_fields__)
+        stages = [StageMetrics(**{k: v for k, v in stage.items() if k in known})
+                  for stage in document.pop("stages")]
         return cls(stages=stages, **document)
 
 
