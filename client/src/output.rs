@@ -96,18 +96,13 @@ pub fn summarize(metrics: &JobMetrics, rows: usize) -> String {
     text
 }
 
+/// Bytes in binary units with the exact count beside them: `2.4 MiB (2500000 B)`.
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
+    let short = tally_common::binary_bytes(bytes);
+    if bytes < 1024 {
+        short
     } else {
-        format!("{value:.1} {} ({bytes} B)", UNITS[unit])
+        format!("{short} ({bytes} B)")
     }
 }
 

@@ -28,6 +28,22 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The innermost cause of an error: transport errors hide the useful part ("Connection
 /// refused") in their sources.
+/// Bytes in binary units (`512 B`, `2.4 MiB`), as the CLI and the web UI show them.
+pub fn binary_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;
     while let Some(source) = cause.source() {

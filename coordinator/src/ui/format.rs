@@ -13,21 +13,7 @@ pub(crate) fn grouped(n: u64) -> String {
     out
 }
 
-/// Bytes in binary units, as the CLI prints them.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use tally_common::binary_bytes as human_bytes;
 
 /// A duration in milliseconds as `850 ms`, `12.3 s` or `4m05s`.
 pub(crate) fn duration_ms(ms: u128) -> String {
