@@ -6,10 +6,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tally_common::ids::JobId;
-use tally_common::job_status::{JobStatus, StageState};
+use tally_common::job_status::JobStatus;
 
 use super::UiState;
 use super::dag;
+use super::format::stage_state;
 
 fn json_response(value: Value) -> Response {
     (
@@ -17,15 +18,6 @@ fn json_response(value: Value) -> Response {
         value.to_string(),
     )
         .into_response()
-}
-
-fn stage_state(state: StageState) -> &'static str {
-    match state {
-        StageState::Pending => "PENDING",
-        StageState::Running => "RUNNING",
-        StageState::Succeeded => "SUCCEEDED",
-        StageState::Failed => "FAILED",
-    }
 }
 
 pub(crate) fn job_json(job: &JobStatus) -> Value {

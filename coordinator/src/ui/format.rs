@@ -1,5 +1,7 @@
 //! Numbers and text as the pages show them.
 
+use tally_common::job_status::StageState;
+
 /// `1234567` as `1,234,567`.
 pub(crate) fn grouped(n: u64) -> String {
     let digits = n.to_string();
@@ -14,6 +16,16 @@ pub(crate) fn grouped(n: u64) -> String {
 }
 
 pub(crate) use tally_common::binary_bytes as human_bytes;
+
+/// A stage's state as the pages and the JSON API name it.
+pub(crate) fn stage_state(state: StageState) -> &'static str {
+    match state {
+        StageState::Pending => "PENDING",
+        StageState::Running => "RUNNING",
+        StageState::Succeeded => "SUCCEEDED",
+        StageState::Failed => "FAILED",
+    }
+}
 
 /// A duration in milliseconds as `850 ms`, `12.3 s` or `4m05s`.
 pub(crate) fn duration_ms(ms: u128) -> String {

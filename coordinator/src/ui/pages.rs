@@ -6,7 +6,7 @@ use std::fmt::Write;
 use tally_common::job_status::{JobStatus, StageState, StageStatus, TaskState};
 
 use super::dag;
-use super::format::{duration_ms, escape, grouped, human_bytes};
+use super::format::{duration_ms, escape, grouped, human_bytes, stage_state};
 use crate::jobs::WorkerView;
 use crate::sql::catalog::TableView;
 
@@ -40,15 +40,6 @@ fn state_badge(state: &str) -> String {
         "<span class=\"state {}\">{state}</span>",
         state.to_ascii_lowercase()
     )
-}
-
-fn stage_state(state: StageState) -> &'static str {
-    match state {
-        StageState::Pending => "PENDING",
-        StageState::Running => "RUNNING",
-        StageState::Succeeded => "SUCCEEDED",
-        StageState::Failed => "FAILED",
-    }
 }
 
 fn task_state(state: TaskState) -> &'static str {
