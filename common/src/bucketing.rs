@@ -114,13 +114,13 @@ pub fn bucket_of(file_name: &str) -> Option<usize> {
         .ok()
 }
 
-fn writer_properties() -> WriterProperties {
+pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build()
 }
 
-fn io_error(path: &Path, e: impl fmt::Display) -> DataFusionError {
+pub(crate) fn io_error(path: &Path, e: impl fmt::Display) -> DataFusionError {
     DataFusionError::Execution(format!("{}: {e}", path.display()))
 }
 

@@ -23,6 +23,7 @@ use tally_proto::plan::tally_plan_node::Node;
 
 use crate::bucketing::BucketSinkExec;
 use crate::distinct::udaf_by_name;
+use crate::hive_sink::HivePartitionSinkExec;
 use crate::ids::{JobId, StageId};
 use crate::ipc::{schema_from_bytes, schema_to_bytes};
 use crate::kafka::{
@@ -96,6 +97,18 @@ impl PhysicalExtensionCodec for TallyCodec {
                     sink.dir.into(),
                 )))
             }
+            Node::HivePartitionSink(sink) => {
+                let [input] = inputs else {
+                    return Err(decode_error(
+                        "HivePartitionSinkExec needs one input".to_string(),
+                    ));
+                };
+                Ok(Arc::new(HivePartitionSinkExec::try_new(
+                    input.clone(),
+                    sink.dir.into(),
+                    sink.partition_columns,
+                )?))
+            }
             Node::KafkaScan(scan) => Ok(Arc::new(kafka_scan_from_proto(scan)?)),
             Node::Reader(reader) => {
                 let schema = schema_from_bytes(&reader.schema)?;
@@ -156,6 +169,11 @@ impl PhysicalExtensionCodec for TallyCodec {
         } else if let Some(sink) = node.downcast_ref::<BucketSinkExec>() {
             Node::BucketSink(pb::BucketSinkNode {
                 dir: sink.dir().to_string_lossy().to_string(),
+            })
+        } else if let Some(sink) = node.downcast_ref::<HivePartitionSinkExec>() {
+            Node::HivePartitionSink(pb::HivePartitionSinkNode {
+                dir: sink.dir().to_string_lossy().to_string(),
+                partition_columns: sink.partition_columns().to_vec(),
             })
         } else {
             return Err(DataFusionError::NotImplemented(format!(

@@ -9,6 +9,7 @@ pub mod compression;
 pub mod distinct;
 pub mod failure;
 pub mod flight_fetch;
+pub mod hive_sink;
 pub mod ids;
 pub mod ipc;
 pub mod job_status;

@@ -85,7 +85,7 @@ pub struct ShuffleTicket {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TallyPlanNode {
-    #[prost(oneof = "tally_plan_node::Node", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "tally_plan_node::Node", tags = "1, 2, 3, 4, 5")]
     pub node: ::core::option::Option<tally_plan_node::Node>,
 }
 /// Nested message and enum types in `TallyPlanNode`.
@@ -101,18 +101,13 @@ pub mod tally_plan_node {
         BucketSink(super::BucketSinkNode),
         #[prost(message, tag = "4")]
         KafkaScan(super::KafkaScanNode),
+        #[prost(message, tag = "5")]
+        HivePartitionSink(super::HivePartitionSinkNode),
     }
-}
-/// Writes partition b of its input as bucket file b of a bucketed table folder.
-#[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct BucketSinkNode {
-    #[prost(string, tag = "1")]
-    pub dir: ::prost::alloc::string::String,
 }
 /// Reads fixed offset ranges of a Kafka topic: one output partition per slice.
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct KafkaScanNode {
     /// host:port, comma-separated.
     #[prost(string, tag = "1")]
@@ -125,7 +120,7 @@ pub struct KafkaScanNode {
     /// Skip and count malformed records instead of failing.
     #[prost(bool, tag = "4")]
     pub skip_malformed: bool,
-    /// The table's schema (value columns, then _key, _partition, _offset, _timestamp), Arrow IPC.
+    /// The table's schema (value columns, then \_key, \_partition, \_offset, \_timestamp), Arrow IPC.
     #[prost(bytes = "vec", tag = "5")]
     pub table_schema: ::prost::alloc::vec::Vec<u8>,
     /// Indices into table_schema of the columns the scan puts out.
@@ -144,6 +139,23 @@ pub struct KafkaSlice {
     pub start: i64,
     #[prost(int64, tag = "3")]
     pub end: i64,
+}
+/// Writes partition b of its input as bucket file b of a bucketed table folder.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BucketSinkNode {
+    #[prost(string, tag = "1")]
+    pub dir: ::prost::alloc::string::String,
+}
+/// Writes its input's rows into a Hive-style folder: the other columns of each row go to
+/// dir/col=value/.../part-<task>.parquet by the row's values of partition_columns.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HivePartitionSinkNode {
+    #[prost(string, tag = "1")]
+    pub dir: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "2")]
+    pub partition_columns: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
