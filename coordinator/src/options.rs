@@ -52,6 +52,10 @@ extensions_options! {
         /// The SQL dialect of the job's statements: `datafusion` (DataFusion's semantics)
         /// or `spark` (Spark SQL's parser, functions, NULL ordering and division).
         pub sql_dialect: String, default = "datafusion".to_string()
+        /// Which partitions `INSERT OVERWRITE` with dynamic partition columns replaces:
+        /// `dynamic` (those the query writes rows into, as Hive does) or `static` (every
+        /// partition under the statement's static values, Spark's default).
+        pub partition_overwrite_mode: String, default = "dynamic".to_string()
     }
 }
 
@@ -74,6 +78,14 @@ pub(crate) fn sql_dialect(options: &ConfigOptions) -> String {
     options.extensions.get::<TallyOptions>().map_or_else(
         || TallyOptions::default().sql_dialect,
         |o| o.sql_dialect.clone(),
+    )
+}
+
+/// `tally.partition_overwrite_mode` of a session.
+pub(crate) fn partition_overwrite_mode(options: &ConfigOptions) -> String {
+    options.extensions.get::<TallyOptions>().map_or_else(
+        || TallyOptions::default().partition_overwrite_mode,
+        |o| o.partition_overwrite_mode.clone(),
     )
 }
 

@@ -1,25 +1,25 @@
 //! The SQL front end: a statement becomes a job. Queries are planned (DataFusion, then Tally's
 //! planner) and handed to the scheduler; DDL and EXPLAIN are answered here; a bucketed CTAS
-//! and EXPLAIN ANALYZE run as jobs whose finalizer makes the answer.
+//! and EXPLAIN ANALYZE run as jobs whose finalizer makes the answer; table writes
+//! (`INSERT`, `CREATE TABLE`) are built in `table_writes.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::Schema;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, cast, col};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::prelude::DataFrame;
 use tally_common::bucketing::BucketSinkExec;
 use tally_common::ids::JobId;
 use tally_common::object_stores::{redact_secrets, s3_bucket};
 
 use super::catalog::{Catalog, TableFormat};
+use super::create_table::parse_create_table;
 use super::ctas::{BucketedCtas, parse_bucketed_ctas};
 use super::explain::{estimate_shuffle_bytes, explain_batch, to_ipc};
-use super::hive_partitions::partition_columns;
-use super::partition_insert::{self, PartitionInsert, parse_partition_insert};
 use super::s3_tables::S3Target;
 use super::session::{JobSession, JobSettings, job_session};
+use super::table_insert::parse_table_insert;
 use super::view_jobs::ViewJobs;
 use super::views::parse_view_statement;
 use crate::error::CoordinatorError;
@@ -32,8 +32,8 @@ pub(crate) struct SqlFrontend {
     pub jobs: Arc<JobManager>,
     /// Hash partitions per exchange for each live worker, unless the job sets its own.
     partitions_per_worker: usize,
-    /// Where `CREATE TABLE ... AS SELECT` writes tables without a location.
-    table_dir: PathBuf,
+    /// Where `CREATE TABLE` makes tables without a location.
+    pub(super) table_dir: PathBuf,
     views: Arc<ViewJobs>,
 }
 
@@ -85,13 +85,11 @@ impl SqlFrontend {
         if let Some(statement) = parse_view_statement(sql)? {
             return self.views.run(statement, sql, session, workers).await;
         }
-        if let Some(insert) = parse_partition_insert(sql)? {
+        if let Some(insert) = parse_table_insert(sql)? {
             if workers == 0 {
                 return Err(CoordinatorError::NoWorkers);
             }
-            return self
-                .insert_into_partition(sql, insert, session, workers)
-                .await;
+            return self.insert_into_table(sql, insert, session, workers).await;
         }
         if let Some(ctas) = parse_bucketed_ctas(sql)? {
             if workers == 0 {
@@ -100,6 +98,12 @@ impl SqlFrontend {
             return self
                 .create_bucketed_table(sql, ctas, session, workers)
                 .await;
+        }
+        if let Some(create) = parse_create_table(sql)? {
+            if workers == 0 && create.query.is_some() {
+                return Err(CoordinatorError::NoWorkers);
+            }
+            return self.create_file_table(sql, create, session, workers).await;
         }
         let state = session.ctx.state();
         let logical = super::spark::logical_plan(&state, sql)
@@ -139,7 +143,9 @@ impl SqlFrontend {
             }
             LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {
                 return Err(CoordinatorError::Query(
-                    "INSERT, COPY and other writes are not supported yet".to_string(),
+                    "COPY, UPDATE and DELETE are not supported: write tables with INSERT or \
+                     CREATE TABLE ... AS SELECT"
+                        .to_string(),
                 ));
             }
             _ => {}
@@ -171,104 +177,6 @@ impl SqlFrontend {
             jobs.finished(&job).await;
             drop(pinned);
         });
-        Ok(id)
-    }
-
-    /// `INSERT [OVERWRITE] ... PARTITION (...) SELECT`: a job writes the rows into a staging
-    /// folder beside the table; once it has succeeded they replace or join the partition's
-    /// files under the table's exclusive pin (partition_insert.rs).
-    async fn insert_into_partition(
-        self: &Arc<Self>,
-        sql: &str,
-        insert: PartitionInsert,
-        session: JobSession,
-        workers: usize,
-    ) -> Result<JobId, CoordinatorError> {
-        let entry = self
-            .catalog
-            .entry(&insert.table)
-            .filter(|e| e.format == TableFormat::Parquet && e.path.is_dir() && e.view.is_none())
-            .ok_or_else(|| {
-                CoordinatorError::Query(format!(
-                    "INSERT into {}: not a Parquet table in a local folder",
-                    insert.table
-                ))
-            })?;
-        let partition_columns = partition_columns(&entry.path)?;
-        insert.check_columns(&partition_columns)?;
-        let state = session.ctx.state();
-        let table_schema = self
-            .catalog
-            .base()
-            .table_provider(insert.table.as_str())
-            .await
-            .map_err(CoordinatorError::from_datafusion)?
-            .schema();
-        let id = JobId::new_random();
-        let staging = entry.path.with_file_name(format!(
-            ".tally-staging-{}-{id}",
-            entry
-                .path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().to_string())
-        ));
-        let plan = async {
-            let logical = super::spark::logical_plan(&state, &insert.query).await?;
-            let query = DataFrame::new(state.clone(), logical);
-            let targets: Vec<_> = table_schema
-                .fields()
-                .iter()
-                .filter(|f| !partition_columns.contains(f.name()))
-                .collect();
-            let sources = query.schema().columns();
-            if sources.len() != targets.len() {
-                return Err(datafusion::error::DataFusionError::Plan(format!(
-                    "INSERT into {}: the query gives {} columns, the table has {} besides its \
-                     partition columns",
-                    insert.table,
-                    sources.len(),
-                    targets.len()
-                )));
-            }
-            let columns = sources
-                .into_iter()
-                .zip(targets)
-                .map(|(source, target)| {
-                    cast(col(source), target.data_type().clone()).alias(target.name())
-                })
-                .collect::<Vec<_>>();
-            let physical = query.select(columns)?.create_physical_plan().await?;
-            Ok::<_, datafusion::error::DataFusionError>(Arc::new(BucketSinkExec::new(
-                physical,
-                staging.clone(),
-            )))
-        }
-        .await
-        .map_err(CoordinatorError::from_datafusion)?;
-        let distributed = session.distribute(&id, plan, workers)?;
-        let this = self.clone();
-        let job = id.to_string();
-        self.jobs.start_finalized(
-            id.clone(),
-            sql.to_string(),
-            Arc::new(session.worker_settings.0),
-            distributed,
-            &session.rules,
-            move || async move {
-                let _exclusive = this.catalog.pins.exclusive(&insert.table).await;
-                let partition = insert.folder(&entry.path);
-                partition_insert::commit(&staging, &partition, insert.overwrite, &job).map_err(
-                    |e| {
-                        CoordinatorError::Internal(format!(
-                            "INSERT into {}: moving the new files into {}: {e}",
-                            insert.table,
-                            partition.display()
-                        ))
-                    },
-                )?;
-                Ok(None)
-            },
-        );
         Ok(id)
     }
 

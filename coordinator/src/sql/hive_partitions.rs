@@ -5,7 +5,22 @@
 
 use std::path::{Path, PathBuf};
 
+use arrow::datatypes::DataType;
+
+use super::table_layout::TableLayout;
 use crate::error::CoordinatorError;
+
+/// The partition columns of table folder `root` with their types: as `CREATE TABLE`
+/// declared them, else found from the folder names (as text).
+pub(crate) fn table_partitions(root: &Path) -> Result<Vec<(String, DataType)>, CoordinatorError> {
+    if let Some(layout) = TableLayout::read(root)? {
+        return Ok(layout.partition_by);
+    }
+    Ok(partition_columns(root)?
+        .into_iter()
+        .map(|column| (column, DataType::Utf8))
+        .collect())
+}
 
 /// The partition columns of the folder `root`, outermost first: the `name=value` levels of
 /// its first partition folder. Hidden folders (`.`, `_`) are not partitions.

@@ -6,6 +6,7 @@ use arrow::datatypes::DataType;
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::SessionContext;
 
+use super::table_layout::{LAYOUT_FILE, TableLayout};
 use crate::error::CoordinatorError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,9 @@ impl TableFormat {
     pub fn guess(path: &Path) -> Result<Self, CoordinatorError> {
         let by_extension = Self::of_file;
         if path.is_dir() {
+            if path.join(LAYOUT_FILE).exists() {
+                return Ok(Self::Parquet);
+            }
             let entries = std::fs::read_dir(path)
                 .map_err(|e| CoordinatorError::Query(format!("{}: {e}", path.display())))?;
             for entry in entries.flatten() {
@@ -86,18 +90,26 @@ impl TableFormat {
     ) -> Result<(), CoordinatorError> {
         ctx.deregister_table(name)
             .map_err(CoordinatorError::from_datafusion)?;
-        // Hive-style partition folders of a local table become text columns.
-        let partitions: Vec<(String, DataType)> = if location.starts_with('/') && !one_file {
-            super::hive_partitions::partition_columns(Path::new(location))?
-                .into_iter()
-                .map(|column| (column, DataType::Utf8))
-                .collect()
+        // Hive-style partition folders of a local table become columns: typed as `CREATE
+        // TABLE` recorded them (with the file columns, so an empty table has a schema), else
+        // text.
+        let local_folder = location.starts_with('/') && !one_file;
+        let layout = if local_folder {
+            TableLayout::read(Path::new(location))?
+        } else {
+            None
+        };
+        let partitions: Vec<(String, DataType)> = if local_folder {
+            super::hive_partitions::table_partitions(Path::new(location))?
         } else {
             Vec::new()
         };
         let registered = match self {
             TableFormat::Parquet => {
-                let options = ParquetReadOptions::default().table_partition_cols(partitions);
+                let mut options = ParquetReadOptions::default().table_partition_cols(partitions);
+                if let Some(layout) = &layout {
+                    options = options.schema(&layout.file_schema);
+                }
                 ctx.register_parquet(name, location, options).await
             }
             TableFormat::Csv => {

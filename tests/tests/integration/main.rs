@@ -26,6 +26,7 @@ mod security;
 mod shuffle;
 mod spark_sql;
 mod splits;
+mod table_writes;
 mod tables;
 mod tpch;
 mod views;
