@@ -217,7 +217,8 @@ fn cases() -> Vec<Case> {
         made(|_| format!("SELECT {} FROM nation", vec!["n_nationkey"; 5000].join(" + ")), InvalidArgument, "more than 1000 operators"),
         made(|_| format!("SELECT * FROM nation WHERE {}", vec!["n_nationkey = 1"; 3000].join(" OR ")), InvalidArgument, "use IN (...)"),
         // Statements that are not jobs, and settings that do not exist.
-        sql("INSERT INTO nation VALUES (1, 'x', 1, 'y')", InvalidArgument, "INSERT"),
+        sql("UPDATE nation SET n_name = 'x'", InvalidArgument, "UPDATE"),
+        sql("INSERT INTO nation (n_name) VALUES ('x')", InvalidArgument, "a column list is not supported"),
         sql("COPY nation TO '/tmp/tally-copy.csv'", InvalidArgument, "COPY"),
         sql("SET datafusion.execution.batch_size = 1", InvalidArgument, "--set key=value"),
         sql_with("SELECT 1", &[("datafusion.no_such", "1")], InvalidArgument, "datafusion.no_such"),

@@ -344,7 +344,12 @@ async fn create_table_as_select_writes_partition_folders_and_plain_tables_take_i
         appended.contains("| 1  | 0      |") && appended.contains("| 1  | 11     |"),
         "{appended}"
     );
-    run_with(&client, "INSERT OVERWRITE totals SELECT 9 AS a, 9 AS b", &[]).await;
+    run_with(
+        &client,
+        "INSERT OVERWRITE totals SELECT 9 AS a, 9 AS b",
+        &[],
+    )
+    .await;
     let overwritten = answer(&client, totals).await;
     assert!(overwritten.contains("| 9  | 9      |"), "{overwritten}");
     assert!(!overwritten.contains("| 1  |"), "{overwritten}");
