@@ -8,6 +8,7 @@
 mod edge;
 mod error;
 mod jobs;
+mod lineage;
 mod options;
 mod planner;
 mod sql;
@@ -16,5 +17,6 @@ mod ui;
 pub use edge::server::{CoordinatorConfig, CoordinatorHandle, start_coordinator};
 pub use error::CoordinatorError;
 pub use jobs::DEFAULT_TASK_ATTEMPTS;
+pub use lineage::LineageTarget;
 pub use options::TallyOptions;
 pub use sql::catalog::TableFormat;

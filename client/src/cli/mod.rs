@@ -95,6 +95,35 @@ pub struct SecurityArgs {
     pub tls_ca: Option<PathBuf>,
 }
 
+/// OpenLineage events of the jobs that write tables.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LineageArgs {
+    /// Send OpenLineage run events (START, COMPLETE or FAIL, with inputs, outputs and column
+    /// lineage) of every job that writes a table: POSTed to http://HOST:PORT/PATH, or
+    /// appended as JSON lines to file:PATH.
+    #[arg(long, value_name = "URL")]
+    pub openlineage_url: Option<String>,
+    /// The namespace of Tally's jobs in those events.
+    #[arg(long, default_value = "tally", value_name = "NAME")]
+    pub openlineage_namespace: String,
+}
+
+impl LineageArgs {
+    pub fn apply(
+        &self,
+        config: &mut tally_coordinator::CoordinatorConfig,
+    ) -> Result<(), ClientError> {
+        config.openlineage = self
+            .openlineage_url
+            .as_deref()
+            .map(tally_coordinator::LineageTarget::parse)
+            .transpose()
+            .map_err(ClientError::Local)?;
+        config.openlineage_namespace = self.openlineage_namespace.clone();
+        Ok(())
+    }
+}
+
 /// Folders SQL may read and write tables under.
 #[derive(Args, Debug, Clone, Default)]
 pub struct DataRootArgs {
@@ -123,6 +152,8 @@ pub struct LocalArgs {
     #[arg(long, default_value_t = tally_worker::DEFAULT_MEMORY_LIMIT >> 20)]
     pub memory_limit_mb: usize,
     #[command(flatten)]
+    pub lineage: LineageArgs,
+    #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
     pub limits: JobLimitArgs,
@@ -148,6 +179,8 @@ pub struct CoordinatorArgs {
     pub partitions_per_worker: usize,
     #[command(flatten)]
     pub data_roots: DataRootArgs,
+    #[command(flatten)]
+    pub lineage: LineageArgs,
     #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
@@ -264,6 +297,8 @@ pub struct SqlArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub data_roots: DataRootArgs,
+    #[command(flatten)]
+    pub lineage: LineageArgs,
     #[command(flatten)]
     pub security: SecurityArgs,
 }

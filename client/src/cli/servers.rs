@@ -57,6 +57,7 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), ClientError> {
         worker_memory_limit: args.memory_limit_mb << 20,
     };
     args.limits.apply(&mut options.coordinator);
+    args.lineage.apply(&mut options.coordinator)?;
     let cluster = LocalCluster::start_with(options).await?;
     for (name, path) in &tables {
         cluster.register_table(name, path).await?;
@@ -93,6 +94,7 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<(), ClientError
         ..Default::default()
     };
     args.limits.apply(&mut config);
+    args.lineage.apply(&mut config)?;
     let coordinator = start_coordinator(config)
         .await
         .map_err(|e| ClientError::Local(e.to_string()))?;

@@ -38,14 +38,16 @@ pub(crate) async fn run_sql(args: SqlArgs) -> Result<(), ClientError> {
     let (cluster, client) = match &args.coordinator {
         Some(endpoint) => (None, args.security.connect(endpoint).await?),
         None => {
+            let mut coordinator = CoordinatorConfig {
+                data_roots: args.data_roots.roots(),
+                table_dir: args.data_roots.table_dir(),
+                security: args.security.for_server()?,
+                ..Default::default()
+            };
+            args.lineage.apply(&mut coordinator)?;
             let cluster = LocalCluster::start_with(LocalClusterOptions {
                 workers: args.workers,
-                coordinator: CoordinatorConfig {
-                    data_roots: args.data_roots.roots(),
-                    table_dir: args.data_roots.table_dir(),
-                    security: args.security.for_server()?,
-                    ..Default::default()
-                },
+                coordinator,
                 ..Default::default()
             })
             .await?;

@@ -27,6 +27,8 @@ use crate::error::CoordinatorError;
 use crate::jobs::{
     DEFAULT_TASK_ATTEMPTS, GrpcTransport, JobError, JobLimits, JobManager, WorkerRegistry,
 };
+use crate::lineage::recorder::LineageRecorder;
+use crate::lineage::{LineageSender, LineageTarget};
 use crate::sql::catalog::Catalog;
 use crate::sql::data_roots::DataRoots;
 use crate::sql::frontend::SqlFrontend;
@@ -58,6 +60,10 @@ pub struct CoordinatorConfig {
     pub security: ClusterSecurity,
     /// Where the web UI and `/metrics` listen (`--http-bind`); none without it.
     pub http_bind: Option<SocketAddr>,
+    /// Where OpenLineage events of jobs that write tables go (`--openlineage-url`).
+    pub openlineage: Option<LineageTarget>,
+    /// The namespace of Tally's jobs in those events.
+    pub openlineage_namespace: String,
 }
 
 impl Default for CoordinatorConfig {
@@ -76,6 +82,8 @@ impl Default for CoordinatorConfig {
             data_roots: std::env::current_dir().into_iter().collect(),
             security: ClusterSecurity::default(),
             http_bind: None,
+            openlineage: None,
+            openlineage_namespace: "tally".to_string(),
         }
     }
 }
@@ -127,6 +135,10 @@ impl CoordinatorHandle {
         let _ = self.server.await;
         if let Some(ui) = self.ui {
             let _ = ui.await;
+        }
+        // The last jobs' lineage events go out before the process may end.
+        if let Some(lineage) = &self.state.lineage {
+            lineage.drain(Duration::from_secs(10)).await;
         }
     }
 }
@@ -180,6 +192,12 @@ pub async fn start_coordinator(
         jobs.clone(),
         config.partitions_per_worker,
         config.table_dir.clone(),
+        config.openlineage.clone().map(|target| {
+            LineageRecorder::new(
+                LineageSender::new(target),
+                config.openlineage_namespace.clone(),
+            )
+        }),
     ));
     let role = Role::standby();
     let gate = role.clone();

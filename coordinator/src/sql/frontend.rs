@@ -24,6 +24,7 @@ use super::view_jobs::ViewJobs;
 use super::views::parse_view_statement;
 use crate::error::CoordinatorError;
 use crate::jobs::{JobManager, WorkerRegistry, planned_stage};
+use crate::lineage::recorder::{LineageRecorder, WrittenTable};
 use crate::planner::rewrite;
 
 pub(crate) struct SqlFrontend {
@@ -35,6 +36,8 @@ pub(crate) struct SqlFrontend {
     /// Where `CREATE TABLE` makes tables without a location.
     pub(super) table_dir: PathBuf,
     views: Arc<ViewJobs>,
+    /// OpenLineage events for jobs that write tables, when `--openlineage-url` is set.
+    pub(crate) lineage: Option<LineageRecorder>,
 }
 
 impl SqlFrontend {
@@ -44,6 +47,7 @@ impl SqlFrontend {
         jobs: Arc<JobManager>,
         partitions_per_worker: usize,
         table_dir: PathBuf,
+        lineage: Option<LineageRecorder>,
     ) -> Self {
         let views = Arc::new(ViewJobs::new(
             catalog.clone(),
@@ -57,6 +61,7 @@ impl SqlFrontend {
             partitions_per_worker,
             table_dir,
             views,
+            lineage,
         }
     }
 
@@ -224,21 +229,24 @@ impl SqlFrontend {
             }
         };
         let state = session.ctx.state();
-        let plan = async {
+        let (plan, logical) = async {
             let logical = super::spark::logical_plan(&state, &ctas.query).await?;
             let query = state.create_physical_plan(&logical).await?;
             let partitioning = ctas.spec.partitioning(&query.schema())?;
             let bucketed = Arc::new(RepartitionExec::try_new(query, partitioning)?);
-            Ok::<_, datafusion::error::DataFusionError>(Arc::new(BucketSinkExec::new(
-                bucketed,
-                dir.clone(),
-            )))
+            let sink = Arc::new(BucketSinkExec::new(bucketed, dir.clone()));
+            Ok::<_, datafusion::error::DataFusionError>((sink, logical))
         }
         .await
         .map_err(CoordinatorError::from_datafusion)?;
+        let location = match &target {
+            Some(target) => target.location.clone(),
+            None => dir.to_string_lossy().to_string(),
+        };
         let id = JobId::new_random();
         let distributed = session.distribute(&id, plan, workers)?;
         let name = ctas.name.clone();
+        let table = ctas.name.clone();
         let this = self.clone();
         self.jobs.start_finalized(
             id.clone(),
@@ -275,6 +283,13 @@ impl SqlFrontend {
                 Ok(None)
             },
         );
+        let written = WrittenTable {
+            table,
+            location,
+            schema: logical.schema().as_arrow().clone(),
+            action: "create_table",
+        };
+        self.follow_lineage(&id, sql, &logical, written);
         Ok(id)
     }
 

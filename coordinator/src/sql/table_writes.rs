@@ -25,6 +25,7 @@ use super::session::JobSession;
 use super::table_insert::{self, OverwriteMode, TableInsert};
 use super::table_layout::TableLayout;
 use crate::error::CoordinatorError;
+use crate::lineage::recorder::WrittenTable;
 use crate::options::partition_overwrite_mode;
 
 /// A hidden folder beside `table_dir` for job `id`'s rows (listings skip `.` names).
@@ -50,10 +51,22 @@ fn fit_columns(
             targets.len()
         )));
     }
+    let schema = query.schema().clone();
     let columns: Vec<Expr> = sources
         .into_iter()
         .zip(targets)
-        .map(|(source, target)| cast(col(source), target.data_type().clone()).alias(target.name()))
+        .map(|(source, target)| {
+            // A column already of the table's type is copied as it is (lineage: IDENTITY).
+            let same_type = schema
+                .field_with_name(source.relation.as_ref(), &source.name)
+                .is_ok_and(|f| f.data_type() == target.data_type());
+            let value = if same_type {
+                col(source)
+            } else {
+                cast(col(source), target.data_type().clone())
+            };
+            value.alias(target.name())
+        })
         .collect();
     query.select(columns)
 }
@@ -72,6 +85,19 @@ impl SqlFrontend {
                 tracing::warn!(job_id = %id, staging = %staging.display(), "removing a failed write's files: {e}");
             }
         });
+    }
+
+    /// Sends the lineage of job `id` writing `output` from `written`, when lineage is on.
+    pub(super) fn follow_lineage(
+        &self,
+        id: &JobId,
+        sql: &str,
+        written: &LogicalPlan,
+        output: WrittenTable,
+    ) {
+        if let Some(lineage) = &self.lineage {
+            lineage.follow_write(&self.jobs, &self.catalog, id, sql, written, output);
+        }
     }
 
     /// `INSERT [OVERWRITE] [TABLE] t [PARTITION (...)] query` into a Parquet table folder.
@@ -132,7 +158,7 @@ impl SqlFrontend {
         } else {
             format!("file columns, then {}", target.dynamic.join(", "))
         };
-        let plan = async {
+        let (plan, written) = async {
             let logical = super::spark::logical_plan(&state, &insert.query).await?;
             let query = fit_columns(
                 &insert.table,
@@ -140,15 +166,24 @@ impl SqlFrontend {
                 &targets,
                 &what,
             )?;
+            let written = query.logical_plan().clone();
             let physical = query.create_physical_plan().await?;
-            Ok::<_, DataFusionError>(Arc::new(HivePartitionSinkExec::try_new(
-                physical,
-                staging.clone(),
-                target.dynamic.clone(),
-            )?) as Arc<dyn ExecutionPlan>)
+            let sink =
+                HivePartitionSinkExec::try_new(physical, staging.clone(), target.dynamic.clone())?;
+            Ok::<_, DataFusionError>((Arc::new(sink) as Arc<dyn ExecutionPlan>, written))
         }
         .await
         .map_err(CoordinatorError::from_datafusion)?;
+        let output = WrittenTable {
+            table: insert.table.clone(),
+            location: entry.path.to_string_lossy().to_string(),
+            schema: table_schema.as_ref().clone(),
+            action: if insert.overwrite {
+                "insert_overwrite"
+            } else {
+                "insert"
+            },
+        };
         let distributed = session.distribute(&id, plan, workers)?;
         let this = self.clone();
         let job = id.to_string();
@@ -175,6 +210,7 @@ impl SqlFrontend {
             },
         );
         self.clean_up_after(&id, staging);
+        self.follow_lineage(&id, sql, &written, output);
         Ok(id)
     }
 
@@ -253,7 +289,7 @@ impl SqlFrontend {
             return Ok(id);
         };
         let staging = staging_folder(&dir, &id);
-        let (plan, layout) = async {
+        let (plan, layout, written) = async {
             let logical = super::spark::logical_plan(&state, query).await?;
             let query = DataFrame::new(state.clone(), logical);
             let schema: SchemaRef = Arc::new(query.schema().as_arrow().clone());
@@ -269,16 +305,24 @@ impl SqlFrontend {
                     Ok(Expr::Column(query.schema().columns()[source].clone()).alias(f.name()))
                 })
                 .collect::<Result<_, DataFusionError>>()?;
-            let physical = query.select(columns)?.create_physical_plan().await?;
+            let query = query.select(columns)?;
+            let written = query.logical_plan().clone();
+            let physical = query.create_physical_plan().await?;
             let sink = HivePartitionSinkExec::try_new(
                 physical,
                 staging.clone(),
                 layout.partition_names(),
             )?;
-            Ok::<_, DataFusionError>((Arc::new(sink) as Arc<dyn ExecutionPlan>, layout))
+            Ok::<_, DataFusionError>((Arc::new(sink) as Arc<dyn ExecutionPlan>, layout, written))
         }
         .await
         .map_err(CoordinatorError::from_datafusion)?;
+        let output = WrittenTable {
+            table: create.name.clone(),
+            location: dir.to_string_lossy().to_string(),
+            schema: layout.table_schema(),
+            action: "create_table",
+        };
         let distributed = session.distribute(&id, plan, workers)?;
         let this = self.clone();
         let staged = staging.clone();
@@ -295,6 +339,7 @@ impl SqlFrontend {
             },
         );
         self.clean_up_after(&id, staging);
+        self.follow_lineage(&id, sql, &written, output);
         Ok(id)
     }
 

@@ -15,6 +15,7 @@ mod flight_sql;
 mod install_deps;
 mod kafka;
 mod limits;
+mod lineage;
 mod memory;
 mod object_store;
 mod partitions;
