@@ -16,14 +16,21 @@ pub(crate) struct Content {
     pub live: bool,
 }
 
-pub(crate) fn layout(title: &str, content: &Content) -> String {
+/// A whole page around `content`; with `log_out`, the bar offers to end the browser's session.
+pub(crate) fn layout(title: &str, content: &Content, log_out: bool) -> String {
+    let log_out = if log_out {
+        "<form method=\"post\" action=\"/logout\" class=\"logout\">\
+         <button type=\"submit\" id=\"log-out\">Log out</button></form>"
+    } else {
+        ""
+    };
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
          <title>Tally · {title}</title><link rel=\"stylesheet\" href=\"/assets/ui.css\">\
          <script src=\"/assets/ui.js\" defer></script></head><body>\
          <nav><span class=\"brand\">Tally</span><a href=\"/\">Jobs</a><a href=\"/workers\">Workers</a>\
-         <a href=\"/tables\">Tables</a><a href=\"/metrics\">Metrics</a></nav>\
+         <a href=\"/tables\">Tables</a><a href=\"/metrics\">Metrics</a>{log_out}</nav>\
          <main id=\"live\" data-live=\"{live}\">{html}</main></body></html>",
         title = escape(title),
         live = if content.live { 1 } else { 0 },
@@ -530,6 +537,16 @@ mod tests {
         assert!(page.contains("data-bytes=\"4096\">4.0 KiB</td>"), "{page}");
         let unreported = page.split("id=\"worker-w-2\"").nth(1).unwrap();
         assert!(unreported.contains(">-</td>"), "{page}");
+    }
+
+    #[test]
+    fn pages_offer_to_log_out_only_where_people_log_in() {
+        let content = || Content {
+            html: String::new(),
+            live: false,
+        };
+        assert!(layout("Jobs", &content(), true).contains("action=\"/logout\""));
+        assert!(!layout("Jobs", &content(), false).contains("/logout"));
     }
 
     #[test]

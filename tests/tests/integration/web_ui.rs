@@ -2,8 +2,8 @@
 //! the workers, over plain HTTP/1.1: the job's graph arrows carry its stages' shuffle bytes,
 //! each task shows its time, spill and output, the workers their heartbeats' memory and spool
 //! figures, an EXPLAIN ANALYZE job the naive plan's estimate, the byte counters equal the
-//! jobs' figures, and the cluster token guards every page. The browser-driven tests are in
-//! `python/tests/test_ui.py`.
+//! jobs' figures, and the cluster token guards every page (a browser holds a session id,
+//! never the token). The browser-driven tests are in `python/tests/test_ui.py`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -453,5 +453,79 @@ async fn an_explain_analyze_job_shows_the_naive_plans_estimate_beside_its_graph(
     )
     .await;
     assert!(!page.contains("id=\"naive\""));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_logs_in_to_a_random_session_not_the_token_and_logging_out_ends_it() {
+    let token = ClusterToken::random();
+    let cluster = cluster_with_ui(&token).await;
+    let ui = cluster.http_endpoint().unwrap().to_string();
+
+    let wrong = request(
+        "POST",
+        &format!("{ui}/login"),
+        &[],
+        "token=wrong-token-wrong-token",
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.header("set-cookie").is_none());
+
+    let body = format!("token={}", token.expose_secret());
+    let login = request("POST", &format!("{ui}/login"), &[], &body).await;
+    assert_eq!(login.status, 303, "{}", login.body);
+    let set = login.header("set-cookie").unwrap().to_string();
+    let session = set
+        .split(';')
+        .next()
+        .and_then(|pair| pair.strip_prefix("tally_session="))
+        .unwrap_or_else(|| panic!("a session cookie: {set}"))
+        .to_string();
+    assert_eq!(session.len(), 64, "{set}");
+    assert!(!set.contains(token.expose_secret()), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+
+    let cookie = format!("tally_session={session}");
+    let with_session = [("Cookie", cookie.as_str())];
+    let jobs = request("GET", &format!("{ui}/api/jobs"), &with_session, "").await;
+    assert_eq!(jobs.status, 200, "{}", jobs.body);
+    let page = request("GET", &format!("{ui}/"), &with_session, "").await;
+    assert!(page.body.contains("id=\"log-out\""), "{}", page.body);
+
+    // The token itself as the cookie opens nothing.
+    let forged = format!("tally_session={}", token.expose_secret());
+    let refused = request(
+        "GET",
+        &format!("{ui}/api/jobs"),
+        &[("Cookie", forged.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+
+    let logout = request("POST", &format!("{ui}/logout"), &with_session, "").await;
+    assert_eq!(logout.status, 303);
+    let cleared = logout.header("set-cookie").unwrap();
+    assert!(
+        cleared.starts_with("tally_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let after = request("GET", &format!("{ui}/api/jobs"), &with_session, "").await;
+    assert_eq!(after.status, 401, "the session ended with the log-out");
+    let form = request("GET", &format!("{ui}/"), &with_session, "").await;
+    assert_eq!(form.status, 401);
+    assert!(form.body.contains("name=\"token\""), "{}", form.body);
+
+    // Scripts keep the Bearer header.
+    assert_eq!(
+        get(&format!("{ui}/api/jobs"), Some(token.expose_secret()))
+            .await
+            .0,
+        200
+    );
     cluster.shutdown().await;
 }
