@@ -179,7 +179,7 @@ pub(crate) fn job(job: &JobStatus) -> Content {
     }
 }
 
-/// EXPLAIN ANALYZE's comparison: the naive plan's exchanges as estimated, beside the graph.
+/// EXPLAIN ANALYZE's comparison: the naive plan's exchanges as estimated, under the graph.
 /// Its stages are not this job's (other rules cut the plan elsewhere), so its figures cannot
 /// sit on this graph's arrows.
 fn naive_section(naive: &NaivePlan, shuffled: u64) -> String {
