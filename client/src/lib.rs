@@ -13,6 +13,6 @@ pub use client::{Client, JobMetrics, QueryResult, StageMetrics};
 pub use error::ClientError;
 pub use local::{LocalCluster, LocalClusterOptions};
 pub use model::{
-    JobFailure, JobId, JobState, JobStatus, StageId, StageState, StageStatus, TableInfo, TaskState,
-    TaskStatus, WorkerInfo,
+    JobFailure, JobId, JobState, JobStatus, NaiveExchange, NaivePlan, StageId, StageState,
+    StageStatus, TableInfo, TaskState, TaskStatus, WorkerInfo, WorkerLoad,
 };

@@ -11,7 +11,8 @@ use tally_proto::coordinator as pb;
 
 pub use tally_common::ids::{JobId, StageId};
 pub use tally_common::job_status::{
-    JobFailure, JobState, JobStatus, StageState, StageStatus, TaskState, TaskStatus,
+    JobFailure, JobState, JobStatus, NaiveExchange, NaivePlan, StageState, StageStatus, TaskState,
+    TaskStatus,
 };
 
 use crate::error::ClientError;
@@ -23,6 +24,18 @@ pub struct WorkerInfo {
     pub task_slots: u32,
     pub alive: bool,
     pub since_last_heartbeat: Duration,
+    /// Its memory and spool use as its last heartbeat reported them; None before one, and
+    /// for workers of a cluster in etcd (they keep a lease instead of heartbeating).
+    pub load: Option<WorkerLoad>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLoad {
+    /// Bytes its operators hold in its memory pool, and the pool's size.
+    pub memory_reserved_bytes: u64,
+    pub memory_limit_bytes: u64,
+    /// Bytes of stage output spooled on its disk.
+    pub spool_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +58,11 @@ impl From<pb::WorkerInfo> for WorkerInfo {
             task_slots: worker.task_slots,
             alive: worker.alive,
             since_last_heartbeat: Duration::from_millis(worker.last_heartbeat_ms_ago),
+            load: worker.load.map(|load| WorkerLoad {
+                memory_reserved_bytes: load.memory_reserved_bytes,
+                memory_limit_bytes: load.memory_limit_bytes,
+                spool_bytes: load.spool_bytes,
+            }),
         }
     }
 }

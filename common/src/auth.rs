@@ -21,6 +21,16 @@ const SCHEME: &str = "Bearer ";
 /// Short tokens are guessable; 16 characters of a random token are about 96 bits.
 const MIN_TOKEN_CHARS: usize = 16;
 
+/// `bytes` bytes from the system's secure random generator, as lowercase hex: for tokens and
+/// session ids.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    SystemRandom::new()
+        .fill(&mut buffer)
+        .expect("the system random generator works");
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("cannot read the cluster token file {path}: {message}")]
@@ -90,12 +100,9 @@ impl ClusterToken {
 
     /// A new random token (64 hex characters), e.g. for an embedded cluster or a test.
     pub fn random() -> Self {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .expect("the system random generator works");
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Self { secret: hex.into() }
+        Self {
+            secret: random_hex(32).into(),
+        }
     }
 
     /// The token's text, to write it to a file for another process.
@@ -196,7 +203,7 @@ impl RequireToken {
             .map_err(|_| TokenRefusal::Wrong)
     }
 
-    /// Checks a bare token (from an HTTP cookie or the log-in form).
+    /// Checks a bare token (from the web UI's log-in form).
     pub fn check_secret(&self, secret: &str) -> Result<(), TokenRefusal> {
         self.check_header(Some(format!("{SCHEME}{}", secret.trim()).as_bytes()))
     }

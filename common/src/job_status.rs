@@ -91,6 +91,41 @@ pub struct JobStatus {
     pub elapsed: Duration,
     /// An answer the coordinator made itself (EXPLAIN), as an Arrow IPC stream.
     pub inline_result: Vec<u8>,
+    /// EXPLAIN ANALYZE: what the naive plan of the same query would shuffle, estimated.
+    pub naive: Option<NaivePlan>,
+}
+
+/// The naive plan (`tally.planner = naive`) of a job's query as EXPLAIN ANALYZE estimates it
+/// from statistics: it is planned, never run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NaivePlan {
+    /// The workers the estimate assumes: `(workers - 1) / workers` of every exchange's input
+    /// crosses the network.
+    pub workers: u32,
+    /// Its exchanges, each the output of one of its stages, inputs before their readers.
+    pub exchanges: Vec<NaiveExchange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NaiveExchange {
+    /// The operator whose output is exchanged, e.g. `AggregateExec`.
+    pub input: String,
+    /// How the exchange splits it, e.g. `hash([o_orderkey@0], 4)`, `gather`.
+    pub output: String,
+    /// Estimated bytes that would cross between workers; None when statistics give none.
+    pub bytes: Option<u64>,
+}
+
+impl NaivePlan {
+    /// The estimated bytes of every exchange with an estimate.
+    pub fn bytes(&self) -> u64 {
+        self.exchanges.iter().filter_map(|e| e.bytes).sum()
+    }
+
+    /// Whether every exchange has an estimate; otherwise `bytes` is a lower bound.
+    pub fn complete(&self) -> bool {
+        self.exchanges.iter().all(|e| e.bytes.is_some())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +166,13 @@ pub struct TaskStatus {
     pub attempt: u32,
     pub worker_id: Option<WorkerId>,
     pub state: TaskState,
+    /// The attempt's time: from when it was sent to its report, or so far while it runs.
+    pub elapsed: Duration,
+    /// Bytes the attempt's operators spilled to disk.
+    pub spilled_bytes: u64,
+    /// Rows and IPC bytes the attempt spooled (when it succeeded).
+    pub output_rows: u64,
+    pub output_bytes: u64,
 }
 
 impl JobStatus {
@@ -246,6 +288,41 @@ impl From<&JobStatus> for pb::JobStatus {
                 .map_or(0, |d| d.as_millis() as u64),
             elapsed_ms: job.elapsed.as_millis() as u64,
             inline_result: job.inline_result.clone(),
+            naive: job.naive.as_ref().map(pb::NaivePlan::from),
+        }
+    }
+}
+
+impl From<&NaivePlan> for pb::NaivePlan {
+    fn from(naive: &NaivePlan) -> Self {
+        pb::NaivePlan {
+            workers: naive.workers,
+            exchanges: naive
+                .exchanges
+                .iter()
+                .map(|e| pb::NaiveExchange {
+                    input: e.input.clone(),
+                    output: e.output.clone(),
+                    bytes: e.bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&pb::NaivePlan> for NaivePlan {
+    fn from(naive: &pb::NaivePlan) -> Self {
+        NaivePlan {
+            workers: naive.workers,
+            exchanges: naive
+                .exchanges
+                .iter()
+                .map(|e| NaiveExchange {
+                    input: e.input.clone(),
+                    output: e.output.clone(),
+                    bytes: e.bytes,
+                })
+                .collect(),
         }
     }
 }
@@ -282,6 +359,10 @@ impl From<&StageStatus> for pb::StageStatus {
                         .map(|w| w.to_string())
                         .unwrap_or_default(),
                     state: pb::TaskState::from(task.state) as i32,
+                    elapsed_ms: task.elapsed.as_millis() as u64,
+                    spilled_bytes: task.spilled_bytes,
+                    output_rows: task.output_rows,
+                    output_bytes: task.output_bytes,
                 })
                 .collect(),
         }
@@ -326,6 +407,7 @@ impl TryFrom<pb::JobStatus> for JobStatus {
             result_bytes: status.result_bytes,
             submitted_at: UNIX_EPOCH + Duration::from_millis(status.submitted_at_ms),
             elapsed: Duration::from_millis(status.elapsed_ms),
+            naive: status.naive.as_ref().map(NaivePlan::from),
             inline_result: status.inline_result,
         })
     }
@@ -360,6 +442,10 @@ impl From<&pb::StageStatus> for StageStatus {
                     worker_id: (!task.worker_id.is_empty())
                         .then(|| WorkerId::from(task.worker_id.clone())),
                     state: TaskState::from(task.state()),
+                    elapsed: Duration::from_millis(task.elapsed_ms),
+                    spilled_bytes: task.spilled_bytes,
+                    output_rows: task.output_rows,
+                    output_bytes: task.output_bytes,
                 })
                 .collect(),
         }
@@ -403,6 +489,10 @@ mod tests {
                     attempt: 2,
                     worker_id: Some(WorkerId::from("w-1")),
                     state: TaskState::Cancelled,
+                    elapsed: Duration::from_millis(8),
+                    spilled_bytes: 4096,
+                    output_rows: 0,
+                    output_bytes: 0,
                 }],
             }],
             results: vec![],
@@ -413,6 +503,21 @@ mod tests {
             submitted_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
             elapsed: Duration::from_millis(30),
             inline_result: vec![],
+            naive: Some(NaivePlan {
+                workers: 3,
+                exchanges: vec![
+                    NaiveExchange {
+                        input: "DataSourceExec".to_string(),
+                        output: "hash([k@0], 4)".to_string(),
+                        bytes: Some(1234),
+                    },
+                    NaiveExchange {
+                        input: "AggregateExec".to_string(),
+                        output: "gather".to_string(),
+                        bytes: None,
+                    },
+                ],
+            }),
         };
         let restored = JobStatus::try_from(pb::JobStatus::from(&status)).unwrap();
         assert_eq!(restored.job_id, status.job_id);
@@ -421,5 +526,8 @@ mod tests {
         assert_eq!(restored.stages, status.stages);
         assert_eq!(restored.submitted_at, status.submitted_at);
         assert_eq!(restored.elapsed, status.elapsed);
+        assert_eq!(restored.naive, status.naive);
+        let naive = restored.naive.unwrap();
+        assert_eq!((naive.bytes(), naive.complete()), (1234, false));
     }
 }

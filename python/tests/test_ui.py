@@ -1,16 +1,20 @@
 """The coordinator's web UI and Prometheus metrics, driven in a real headless browser (Debian's
 chromium through its chromedriver, with selenium): a `tally local` cluster with a token and
-`--http-bind`, logged in through the UI's form."""
+`--http-bind`, logged in through the UI's form; pages that follow a running job without
+reloading; and the UI served over HTTPS by a cluster with TLS."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shutil
 import tempfile
 import threading
+import ssl
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -139,7 +143,9 @@ def test_the_job_page_draws_the_stage_graph_with_each_arrow_carrying_the_jobs_sh
     assert screenshot.stat().st_size > 10_000
 
 
-def test_the_cancel_button_cancels_a_running_job(ui_cluster, browser):
+def start_slow_job(ui_cluster) -> tuple[threading.Thread, dict, str]:
+    """SLOW running in a thread through the Python client; the thread, its outcome and the
+    job's id once it runs."""
     outcome = {}
 
     def run():
@@ -159,7 +165,11 @@ def test_the_cancel_button_cancels_a_running_job(ui_cluster, browser):
             break
         assert time.monotonic() < deadline, "the slow job never ran"
         time.sleep(0.2)
-    job_id = running[0]["job_id"]
+    return thread, outcome, running[0]["job_id"]
+
+
+def test_the_cancel_button_cancels_a_running_job(ui_cluster, browser):
+    thread, outcome, job_id = start_slow_job(ui_cluster)
 
     browser.get(f"{ui_cluster.http}/jobs/{job_id}")
     WebDriverWait(browser, 10).until(EC.element_to_be_clickable((By.ID, f"cancel-{job_id}"))).click()
@@ -173,6 +183,81 @@ def test_the_cancel_button_cancels_a_running_job(ui_cluster, browser):
     assert api(ui_cluster, f"/api/jobs/{job_id}")["state"] == "CANCELLED"
     with tally_client.connect(ui_cluster.url, token=ui_cluster.token) as tally:
         assert tally.metrics(job_id).state == "CANCELLED"
+
+
+def test_a_job_page_follows_the_running_job_without_reloading(ui_cluster, browser):
+    thread, outcome, job_id = start_slow_job(ui_cluster)
+    browser.get(f"{ui_cluster.http}/jobs/{job_id}")
+    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#dag svg")))
+    # A reload would forget this; the page's script only swaps its live part.
+    browser.execute_script("window.tallyMarker = 'the same page';")
+
+    def running_task_times():
+        return browser.execute_script(
+            "return Array.from(document.querySelectorAll('tr.task')).filter(r => "
+            "r.querySelector('.state.running')).map(r => Number(r.dataset.elapsedMs));")
+
+    # A running task's time, as the page shows it, moves while the job runs.
+    WebDriverWait(browser, 10).until(lambda _: running_task_times())
+    first = max(running_task_times())
+    WebDriverWait(browser, 10).until(lambda _: running_task_times() and max(running_task_times()) > first + 500)
+
+    # Cancelled elsewhere (the Python client), the page follows on its own.
+    with tally_client.connect(ui_cluster.url, token=ui_cluster.token) as tally:
+        tally.cancel(job_id)
+    WebDriverWait(browser, 15).until(
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1 .state"), "CANCELLED"))
+    assert browser.execute_script("return window.tallyMarker;") == "the same page"
+    assert browser.find_element(By.ID, "live").get_attribute("data-live") == "0"
+    assert not browser.find_elements(By.ID, f"cancel-{job_id}")
+    thread.join(timeout=30)
+    assert "error" in outcome, outcome
+
+
+def test_the_workers_page_shows_memory_and_spool_as_the_heartbeats_report(ui_cluster, browser):
+    run_report(ui_cluster, ui_cluster.workdir)
+    browser.get(f"{ui_cluster.http}/workers")
+    # The page refreshes itself: the spool the report left shows up within heartbeats.
+    WebDriverWait(browser, 15).until(lambda b: b.execute_script(
+        "return Array.from(document.querySelectorAll('td.spool')).reduce((n, td) => "
+        "n + Number(td.dataset.bytes || 0), 0);") > 0)
+    cells = browser.execute_script(
+        "return Array.from(document.querySelectorAll('td.memory')).map(td => "
+        "[Number(td.dataset.reserved), Number(td.dataset.limit), td.textContent]);")
+    assert len(cells) == 3, cells
+    workers = {w["worker_id"]: w for w in api(ui_cluster, "/api/workers")}
+    for worker in workers.values():
+        assert worker["memory_limit_bytes"] > 0, worker
+        assert 0 <= worker["memory_reserved_bytes"] <= worker["memory_limit_bytes"], worker
+    for reserved, limit, text in cells:
+        assert limit in {w["memory_limit_bytes"] for w in workers.values()}, (cells, workers)
+        assert reserved <= limit and " / " in text, cells
+
+
+def test_log_out_ends_the_browsers_session(ui_cluster, browser):
+    """Last of the browser tests: it leaves the browser logged out."""
+    browser.get(ui_cluster.http + "/")
+    cookie = browser.get_cookie("tally_session")
+    assert cookie is not None and cookie["httpOnly"], cookie
+    assert ui_cluster.token not in cookie["value"] and len(cookie["value"]) == 64, cookie
+    # What the browser holds opens the API only as long as the session lasts.
+    session = {"Cookie": f"tally_session={cookie['value']}"}
+    assert get_with(ui_cluster.http + "/api/jobs", session)[0] == 200
+    browser.find_element(By.ID, "log-out").click()
+    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "token")))
+    assert browser.get_cookie("tally_session") is None
+    assert get_with(ui_cluster.http + "/api/jobs", session)[0] == 401
+    browser.get(ui_cluster.http + "/")
+    assert browser.find_elements(By.ID, "token"), "the log-in form again"
+
+
+def get_with(url: str, headers: dict, context=None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def metric_values(text: str) -> dict:
@@ -226,3 +311,54 @@ def test_metrics_parse_and_the_byte_counters_equal_the_jobs_figures(ui_cluster):
     # Without the token nothing is shown.
     assert get(ui_cluster, ui_cluster.http + "/metrics", token=None)[0] == 401
     assert get(ui_cluster, ui_cluster.http + "/api/jobs", token="wrong-token-wrong-token")[0] == 401
+
+
+def test_with_tls_the_ui_is_served_over_https_with_a_secure_session_cookie(tmp_path, tpch_data):
+    from test_tls import self_signed
+
+    pem = self_signed(tmp_path)
+    tls = ["--tls-cert", str(tmp_path / "node.pem"), "--tls-key", str(tmp_path / "node.key")]
+    tls += ["--tls-ca", str(tmp_path / "node.pem")]
+    port = free_port()
+    tables = {"nation": tpch_data / "nation"}
+    with running_cluster(tmp_path, tables, tls + ["--http-bind", f"127.0.0.1:{port}"],
+                         url_scheme="grpc+tls", tls_root_certs=pem) as cluster:
+        https = f"https://127.0.0.1:{port}"
+        trusted = ssl.create_default_context(cadata=pem.decode())
+        with tally_client.connect(f"grpc+tls://{cluster.endpoint}", token=cluster.token, tls_root_certs=pem) as tally:
+            tally.sql("SELECT n_regionkey, count(*) FROM nation GROUP BY 1")
+            job_id = tally.metrics().job_id
+        bearer = {"Authorization": f"Bearer {cluster.token}"}
+        status, body = get_with(f"{https}/api/jobs/{job_id}", bearer, trusted)
+        assert status == 200, body
+        assert json.loads(body)["state"] == "SUCCEEDED"
+        # The workers' links point at HTTPS too.
+        status, page = get_with(f"{https}/workers", bearer, trusted)
+        assert status == 200 and "https://127.0.0.1:" in page, page
+
+        # Logging in over HTTPS sets a Secure session cookie that is not the token.
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=trusted), NoRedirect())
+        form = urllib.parse.urlencode({"token": cluster.token}).encode()
+        try:
+            opener.open(urllib.request.Request(f"{https}/login", data=form), timeout=30)
+            raise AssertionError("a log-in answers with a redirect")
+        except urllib.error.HTTPError as redirect:
+            assert redirect.code == 303, redirect.read()
+            cookie = redirect.headers["Set-Cookie"]
+        assert cookie.startswith("tally_session=") and "; Secure" in cookie and "HttpOnly" in cookie, cookie
+        assert cluster.token not in cookie
+        session = {"Cookie": cookie.split(";")[0]}
+        assert get_with(f"{https}/api/jobs", session, trusted)[0] == 200
+
+        # Plain HTTP gets no page from the TLS port, nor does a client that trusts no one.
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/jobs", timeout=10)
+        with pytest.raises(urllib.error.URLError) as refused:
+            urllib.request.urlopen(f"{https}/api/jobs", timeout=10, context=ssl.create_default_context())
+        assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value), refused.value
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None

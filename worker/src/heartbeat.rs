@@ -1,16 +1,16 @@
-//! Membership. Without etcd a worker registers with its coordinator and heartbeats to it;
-//! with etcd it puts itself in the cluster state under a lease it keeps alive.
+//! Membership. Without etcd a worker registers with its coordinator and heartbeats to it,
+//! each heartbeat saying what it holds (memory reserved of its pool, bytes spooled) for the
+//! web UI; with etcd it puts itself in the cluster state under a lease it keeps alive.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tally_meta::{SharedMetaStore, WorkerRecord};
-use tally_proto::coordinator::HeartbeatRequest;
+use tally_proto::coordinator::{HeartbeatRequest, WorkerLoad};
 use tokio::sync::watch;
 
 use crate::coordinator_link::CoordinatorLink;
 use crate::error::WorkerError;
-use crate::executor::TaskExecutor;
+use crate::metrics::Gauges;
 
 /// Keeps the worker a member of the cluster until shutdown.
 pub(crate) enum Membership {
@@ -28,13 +28,13 @@ impl Membership {
     pub(crate) async fn join(
         self,
         worker: WorkerRecord,
-        executor: Arc<TaskExecutor>,
+        gauges: Gauges,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), WorkerError> {
         match self {
             Membership::Coordinator(link) => {
                 let every = link.register(&worker).await?;
-                tokio::spawn(heartbeats(link, every, worker, executor, shutdown));
+                tokio::spawn(heartbeats(link, every, worker, gauges, shutdown));
             }
             Membership::Store { store, ttl } => {
                 store
@@ -53,7 +53,7 @@ async fn heartbeats(
     link: CoordinatorLink,
     mut interval: Duration,
     worker: WorkerRecord,
-    executor: Arc<TaskExecutor>,
+    gauges: Gauges,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -61,9 +61,19 @@ async fn heartbeats(
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|stopped| *stopped) => return,
         }
+        // Reading the gauges walks the spool folder: off the async threads.
+        let read = gauges.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || read()).await else {
+            continue;
+        };
         let request = HeartbeatRequest {
             worker_id: worker.id.to_string(),
-            running_tasks: executor.running_count() as u32,
+            running_tasks: now.tasks_running as u32,
+            load: Some(WorkerLoad {
+                memory_reserved_bytes: now.memory_reserved as u64,
+                memory_limit_bytes: now.memory_limit as u64,
+                spool_bytes: now.spool_bytes,
+            }),
         };
         let Ok((_, mut client)) = link.coordinator().await else {
             continue;

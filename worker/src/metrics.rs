@@ -39,13 +39,16 @@ pub(crate) struct WorkerMetrics {
     spool_bytes: IntGauge,
 }
 
-/// What only the worker knows at scrape time.
+/// What only the worker knows at scrape time (and tells the coordinator in its heartbeats).
 pub(crate) struct Snapshot {
     pub tasks_running: usize,
     pub memory_reserved: usize,
     pub memory_limit: usize,
     pub spool_bytes: u64,
 }
+
+/// Reads the worker's gauges now.
+pub(crate) type Gauges = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
 impl WorkerMetrics {
     pub(crate) fn new() -> Arc<Self> {

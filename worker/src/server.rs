@@ -26,7 +26,7 @@ use crate::error::WorkerError;
 use crate::executor::TaskExecutor;
 use crate::flight_service::SpoolFlightService;
 use crate::heartbeat::Membership;
-use crate::metrics::{self, Snapshot, WorkerMetrics, bytes_under};
+use crate::metrics::{self, Gauges, Snapshot, WorkerMetrics, bytes_under};
 use crate::service::WorkerRpc;
 
 /// 4 GiB: three workers of an embedded cluster fit a 24 GiB machine with room to spare.
@@ -160,21 +160,22 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let security = &config.security;
     // `GET /metrics` over HTTP/1.1 on the same port as gRPC and Flight.
-    let gauges = {
+    let gauges: Gauges = {
         let executor = executor.clone();
         let spool_root = env.spool.root().to_path_buf();
         let memory_limit = config.memory_limit;
-        move || Snapshot {
+        Arc::new(move || Snapshot {
             tasks_running: executor.running_count(),
             memory_reserved: executor.memory_reserved(),
             memory_limit,
             spool_bytes: bytes_under(&spool_root),
-        }
+        })
     };
+    let scrape = gauges.clone();
     let routes = Routes::from(metrics::router(
         metrics,
         RequireToken::new(security.token.as_ref()),
-        gauges,
+        move || scrape(),
     ))
     .add_service(security.guard(rpc))
     .add_service(security.guard(flight));
@@ -200,7 +201,7 @@ pub async fn start_worker(config: WorkerConfig) -> Result<WorkerHandle, WorkerEr
         endpoint: endpoint.clone(),
         task_slots: config.task_slots,
     };
-    if let Err(e) = membership.join(record, executor.clone(), shutdown_rx).await {
+    if let Err(e) = membership.join(record, gauges, shutdown_rx).await {
         let _ = std::fs::remove_dir_all(&spill_dir);
         return Err(e);
     }

@@ -153,6 +153,7 @@ mod tests {
             submitted_at: UNIX_EPOCH,
             elapsed: Duration::ZERO,
             inline_result: vec![],
+            naive: None,
         };
         assert_eq!(
             describe(&job, Duration::from_millis(3400)),

@@ -182,8 +182,16 @@ pub(crate) async fn tables(args: RemoteArgs) -> Result<(), ClientError> {
 pub(crate) async fn workers(args: RemoteArgs) -> Result<(), ClientError> {
     let client = args.security.connect(&args.coordinator).await?;
     for worker in client.list_workers().await? {
+        let load = worker.load.map_or(String::new(), |load| {
+            format!(
+                ", memory {} of {}, spool {}",
+                tally_common::binary_bytes(load.memory_reserved_bytes),
+                tally_common::binary_bytes(load.memory_limit_bytes),
+                tally_common::binary_bytes(load.spool_bytes)
+            )
+        });
         println!(
-            "{:<12} {:<22} {:<5} last heartbeat {} ms ago",
+            "{:<12} {:<22} {:<5} last heartbeat {} ms ago{load}",
             worker.worker_id,
             worker.endpoint,
             if worker.alive { "alive" } else { "dead" },

@@ -1,6 +1,8 @@
 //! The coordinator's own types to and from their wire messages, in one place: the gRPC
 //! service and the job records in the cluster state are the only readers of these messages.
 
+use std::time::Duration;
+
 use prost::Message;
 use tally_common::failure::FailureKind;
 use tally_common::ids::{StageId, TaskKey, WorkerId};
@@ -9,7 +11,7 @@ use tally_common::job_status::JobStatus;
 use tally_proto::coordinator as pb;
 
 use crate::error::{CoordinatorError, one_line};
-use crate::jobs::{StageRead, TaskOutcome, TaskOutput, TaskReport, WorkerView};
+use crate::jobs::{StageRead, TaskOutcome, TaskOutput, TaskReport, WorkerLoad, WorkerView};
 use crate::sql::catalog::TableView;
 
 pub(crate) fn job_status(job: &JobStatus) -> pb::JobStatus {
@@ -67,6 +69,7 @@ pub(crate) fn task_report(report: pb::TaskStatusReport) -> Option<TaskReport> {
         partial_input_rows: report.partial_input_rows,
         spilled_bytes: report.spilled_bytes,
         malformed_records: report.malformed_records,
+        elapsed: Duration::from_millis(report.elapsed_ms),
         task,
     })
 }
@@ -78,6 +81,20 @@ pub(crate) fn worker_info(worker: &WorkerView) -> pb::WorkerInfo {
         task_slots: worker.task_slots,
         alive: worker.alive,
         last_heartbeat_ms_ago: worker.since_last_heartbeat.as_millis() as u64,
+        load: worker.load.map(|load| pb::WorkerLoad {
+            memory_reserved_bytes: load.memory_reserved_bytes,
+            memory_limit_bytes: load.memory_limit_bytes,
+            spool_bytes: load.spool_bytes,
+        }),
+    }
+}
+
+/// What a worker's heartbeat says it holds.
+pub(crate) fn worker_load(load: pb::WorkerLoad) -> WorkerLoad {
+    WorkerLoad {
+        memory_reserved_bytes: load.memory_reserved_bytes,
+        memory_limit_bytes: load.memory_limit_bytes,
+        spool_bytes: load.spool_bytes,
     }
 }
 

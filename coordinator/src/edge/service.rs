@@ -189,14 +189,16 @@ impl CoordinatorService for CoordinatorRpc {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let id = WorkerId::from(request.into_inner().worker_id);
+        let request = request.into_inner();
+        let id = WorkerId::from(request.worker_id);
+        let load = request.load.map(convert::worker_load);
         let registered = self
             .store
             .keep_worker_alive(&id)
             .await
             .map_err(CoordinatorError::from)?;
         if registered {
-            self.frontend.workers.seen(&id);
+            self.frontend.workers.seen(&id, load);
         }
         Ok(Response::new(HeartbeatResponse { registered }))
     }

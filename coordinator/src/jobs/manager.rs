@@ -9,7 +9,7 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 use datafusion::physical_plan::displayable;
 use tally_common::ids::{JobId, WorkerId};
-use tally_common::job_status::{JobFailure, JobState, JobStatus};
+use tally_common::job_status::{JobFailure, JobState, JobStatus, NaivePlan};
 use tokio::sync::{mpsc, watch};
 
 use super::error::JobError;
@@ -210,6 +210,16 @@ impl JobManager {
         });
     }
 
+    /// Notes what the naive plan of a job's query would shuffle (EXPLAIN ANALYZE), for its
+    /// status, its record and the web UI.
+    pub(crate) fn compare_with_naive(&self, id: &JobId, naive: NaivePlan) {
+        let mut jobs = self.jobs();
+        if let Some(job) = jobs.get_mut(id) {
+            job.naive = Some(naive);
+            let _ = self.records.send(job.status());
+        }
+    }
+
     /// Resolves when the job has ended (at once for an unknown job): whether it succeeded.
     pub(crate) async fn finished(&self, id: &JobId) -> bool {
         let Some(mut updates) = self.subscribe(id) else {
@@ -339,6 +349,7 @@ impl JobManager {
                         partial_input_rows: None,
                         spilled_bytes: 0,
                         malformed_records: 0,
+                        elapsed: Duration::ZERO,
                     });
                 }
             });

@@ -36,4 +36,4 @@ pub(crate) use model::TaskOutput;
 pub(crate) use report::{StageRead, TaskOutcome, TaskReport};
 pub(crate) use status::planned_stage;
 pub(crate) use transport::GrpcTransport;
-pub(crate) use workers::{WorkerRegistry, WorkerView};
+pub(crate) use workers::{WorkerLoad, WorkerRegistry, WorkerView};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arrow::datatypes::SchemaRef;
 use tally_common::compression::WireCompression;
 use tally_common::ids::{JobId, StageId, TaskKey, WorkerId};
-use tally_common::job_status::{JobState, StageState, TaskState};
+use tally_common::job_status::{JobState, NaivePlan, StageState, TaskState};
 use tally_common::shuffle_writer::ShuffleWriterExec;
 use tokio::sync::watch;
 
@@ -44,6 +44,8 @@ pub(crate) struct Job {
     pub awaits_finalizer: bool,
     /// An answer made by the coordinator (EXPLAIN), as an Arrow IPC stream.
     pub inline_result: Vec<u8>,
+    /// EXPLAIN ANALYZE: the naive plan's shuffle, estimated, to compare with this job's.
+    pub naive: Option<NaivePlan>,
     pub(super) updates: watch::Sender<u64>,
     /// Workers the job places no more tasks on (see exclusion.rs).
     pub(super) excluded: BTreeSet<WorkerId>,
@@ -92,6 +94,12 @@ pub(crate) struct TaskRun {
     pub state: TaskState,
     pub worker: Option<WorkerRef>,
     pub outputs: Vec<TaskOutput>,
+    /// When the attempt was sent to its worker.
+    pub sent: Option<Instant>,
+    /// The attempt's time as its worker reported it, once it ended.
+    pub elapsed: Option<Duration>,
+    /// Bytes the attempt spilled, as its report said.
+    pub spilled_bytes: u64,
 }
 
 /// Rows and bytes a task spooled for one output partition.
@@ -124,6 +132,9 @@ impl TaskRun {
             state: TaskState::Pending,
             worker: None,
             outputs: Vec::new(),
+            sent: None,
+            elapsed: None,
+            spilled_bytes: 0,
         }
     }
 
@@ -139,6 +150,25 @@ impl TaskRun {
     pub(super) fn dispatch(&mut self, worker: WorkerRef) {
         self.worker = Some(worker);
         self.state = TaskState::Running;
+        self.sent = Some(Instant::now());
+        self.elapsed = None;
+        self.spilled_bytes = 0;
+    }
+
+    /// The attempt's time: as reported once it ended, or since it was sent while it runs
+    /// (0 before it is sent).
+    pub(crate) fn time(&self) -> Duration {
+        match (self.elapsed, self.sent) {
+            (Some(elapsed), _) => elapsed,
+            (None, Some(sent)) if self.is_running() => sent.elapsed(),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// What the attempt's report said of its time and spill, whatever its outcome.
+    pub(super) fn reported(&mut self, elapsed: Duration, spilled_bytes: u64) {
+        self.elapsed = Some(elapsed);
+        self.spilled_bytes = spilled_bytes;
     }
 
     pub(super) fn succeed(&mut self, outputs: Vec<TaskOutput>, partial_input_rows: Option<u64>) {
@@ -165,6 +195,9 @@ impl TaskRun {
         self.outputs.clear();
         self.partial_input_rows = None;
         self.worker = None;
+        self.sent = None;
+        self.elapsed = None;
+        self.spilled_bytes = 0;
     }
 }
 
@@ -266,6 +299,8 @@ impl StageRun {
         }
         for task in &mut self.tasks {
             if task.is_running() {
+                // Its time stops with the job.
+                task.elapsed = Some(task.time());
                 task.state = TaskState::Cancelled;
             }
         }
@@ -304,6 +339,7 @@ impl Job {
             result_compression: WireCompression::None,
             awaits_finalizer: false,
             inline_result: Vec::new(),
+            naive: None,
             updates: watch::channel(0).0,
             excluded: BTreeSet::new(),
             fetch_failures: BTreeMap::new(),

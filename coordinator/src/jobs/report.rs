@@ -2,6 +2,8 @@
 //! finish its stage; a failure another try may repair sends the task out again; any other
 //! failure fails the job. Reports of attempts that are no longer current change nothing.
 
+use std::time::Duration;
+
 use tally_common::failure::{FailureKind, FetchFailed};
 use tally_common::ids::{StageId, TaskKey, WorkerId};
 
@@ -21,6 +23,8 @@ pub(crate) struct TaskReport {
     pub spilled_bytes: u64,
     /// Records of a Kafka table the task skipped as malformed.
     pub malformed_records: u64,
+    /// How long the attempt ran on its worker.
+    pub elapsed: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +76,7 @@ impl Job {
             return ReportOutcome::Nothing;
         }
         stage.spilled_bytes += report.spilled_bytes;
+        task.reported(report.elapsed, report.spilled_bytes);
         // Counted once per task: the records of a failed attempt are read again.
         if matches!(report.outcome, TaskOutcome::Succeeded { .. }) {
             stage.malformed_records += report.malformed_records;

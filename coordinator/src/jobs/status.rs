@@ -83,6 +83,10 @@ fn stage_status(stage: &StageRun) -> StageStatus {
                 attempt: task.attempt,
                 worker_id: task.worker.as_ref().map(|w| w.id.clone()),
                 state: task.state,
+                elapsed: task.time(),
+                spilled_bytes: task.spilled_bytes,
+                output_rows: task.outputs.iter().map(|o| o.rows).sum(),
+                output_bytes: task.outputs.iter().map(|o| o.bytes).sum(),
             })
             .collect(),
     }
@@ -120,6 +124,7 @@ impl Job {
             submitted_at: self.submitted_at,
             elapsed: self.elapsed.unwrap_or_else(|| self.started.elapsed()),
             inline_result: self.inline_result.clone(),
+            naive: self.naive.clone(),
         }
     }
 }

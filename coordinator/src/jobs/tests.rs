@@ -182,6 +182,7 @@ impl Cluster {
             partial_input_rows: Some(10),
             spilled_bytes: 0,
             malformed_records: 0,
+            elapsed: Duration::ZERO,
         });
     }
 
@@ -197,6 +198,7 @@ impl Cluster {
             partial_input_rows: None,
             spilled_bytes: 0,
             malformed_records: 0,
+            elapsed: Duration::ZERO,
         });
     }
 
@@ -321,6 +323,77 @@ async fn reports_of_stale_or_repeated_attempts_change_nothing() {
         cluster.run_to_the_end(&job).await.state,
         JobState::Succeeded
     );
+}
+
+#[tokio::test]
+async fn each_task_shows_its_current_attempts_time_spill_and_output() {
+    let mut cluster = cluster(2, limits()).await;
+    let job = cluster.start(QUERY, NAIVE).await;
+    let runs = cluster.runs_so_far().await;
+    assert!(runs.len() >= 2, "{runs:?}");
+    let task_of = |cluster: &Cluster, partition: u32| {
+        cluster.summary(&job).stages[0].tasks[partition as usize].clone()
+    };
+    let (worker, task) = runs[0].clone();
+    let partition = task.task.partition;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let running = task_of(&cluster, partition);
+    assert_eq!(running.state, TaskState::Running);
+    assert_eq!(running.worker_id.as_ref(), Some(&worker.id));
+    assert!(running.elapsed >= Duration::from_millis(30), "{running:?}");
+    assert_eq!((running.spilled_bytes, running.output_rows), (0, 0));
+
+    let report = |task: &TaskKey, worker: &WorkerRef, outcome, spilled_bytes, ms| TaskReport {
+        task: task.clone(),
+        worker: worker.id.clone(),
+        outcome,
+        reads: Vec::new(),
+        partial_input_rows: None,
+        spilled_bytes,
+        malformed_records: 0,
+        elapsed: Duration::from_millis(ms),
+    };
+    let outputs = [(0, 5, 100), (1, 2, 40)]
+        .map(|(partition, rows, bytes)| TaskOutput {
+            partition,
+            rows,
+            bytes,
+            ticket_mac: Vec::new(),
+        })
+        .to_vec();
+    cluster.manager.report(report(
+        &task.task,
+        &worker,
+        TaskOutcome::Succeeded { outputs },
+        4096,
+        1234,
+    ));
+    let done = task_of(&cluster, partition);
+    assert_eq!(done.state, TaskState::Succeeded);
+    assert_eq!(done.elapsed, Duration::from_millis(1234));
+    assert_eq!(
+        (done.spilled_bytes, done.output_rows, done.output_bytes),
+        (4096, 7, 140)
+    );
+
+    // A failed attempt that runs again: the row shows the new attempt from zero, while the
+    // stage keeps what every attempt spilled.
+    let (other_worker, other) = runs[1].clone();
+    cluster.manager.report(report(
+        &other.task,
+        &other_worker,
+        TaskOutcome::Failed {
+            kind: FailureKind::LostInput,
+            message: "lost".to_string(),
+        },
+        999,
+        50,
+    ));
+    let again = task_of(&cluster, other.task.partition);
+    assert_eq!(again.attempt, other.task.attempt + 1);
+    assert_eq!(again.spilled_bytes, 0, "{again:?}");
+    assert!(again.elapsed < Duration::from_millis(50), "{again:?}");
+    assert_eq!(cluster.summary(&job).stages[0].spilled_bytes, 4096 + 999);
 }
 
 #[tokio::test]

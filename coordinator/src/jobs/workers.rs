@@ -25,6 +25,17 @@ pub(crate) struct WorkerView {
     pub task_slots: u32,
     pub alive: bool,
     pub since_last_heartbeat: Duration,
+    /// As its last heartbeat said; None before one (and for workers that keep an etcd lease
+    /// instead of heartbeating here).
+    pub load: Option<WorkerLoad>,
+}
+
+/// A worker's memory and disk use, as it reports them in its heartbeats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WorkerLoad {
+    pub memory_reserved_bytes: u64,
+    pub memory_limit_bytes: u64,
+    pub spool_bytes: u64,
 }
 
 struct WorkerEntry {
@@ -32,6 +43,7 @@ struct WorkerEntry {
     task_slots: u32,
     last_seen: Instant,
     alive: bool,
+    load: Option<WorkerLoad>,
 }
 
 pub(crate) struct WorkerRegistry {
@@ -62,6 +74,7 @@ impl WorkerRegistry {
                 task_slots: worker.task_slots,
                 last_seen: Instant::now(),
                 alive: true,
+                load: None,
             },
         );
         Ok(())
@@ -83,10 +96,14 @@ impl WorkerRegistry {
         }
     }
 
-    /// Notes a heartbeat, for `tally workers`.
-    pub(crate) fn seen(&self, id: &WorkerId) {
+    /// Notes a heartbeat and what it said the worker holds (a worker of an older version
+    /// says nothing: the last figures stay), for `tally workers` and the web UI.
+    pub(crate) fn seen(&self, id: &WorkerId, load: Option<WorkerLoad>) {
         if let Some(entry) = self.lock().get_mut(id) {
             entry.last_seen = Instant::now();
+            if load.is_some() {
+                entry.load = load;
+            }
         }
     }
 
@@ -107,6 +124,7 @@ impl WorkerRegistry {
                 task_slots: e.task_slots,
                 alive: e.alive,
                 since_last_heartbeat: e.last_seen.elapsed(),
+                load: e.load,
             })
             .collect()
     }

@@ -9,48 +9,79 @@ use arrow::array::{RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamWriter;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
-use tally_common::job_status::StageStatus;
+use tally_common::job_status::{NaiveExchange, NaivePlan, StageStatus};
+use tally_common::shuffle_writer::describe_partitioning;
 
-/// What a plan would ship, estimated from statistics: the input of every exchange crosses
-/// the network, except the share that stays on its own worker. Exchanges whose input has no
-/// estimate are left out, so the figure is a lower bound then (`complete` is false).
-pub(crate) fn estimate_shuffle_bytes(plan: &Arc<dyn ExecutionPlan>, workers: usize) -> Estimate {
+/// What a plan would ship, estimated from statistics, exchange by exchange (inputs before
+/// their readers): the input of every exchange crosses the network, except the share that
+/// stays on its own worker. An exchange whose input has no estimate has no figure, and the
+/// total is a lower bound then.
+pub(crate) fn estimate_exchanges(plan: &Arc<dyn ExecutionPlan>, workers: usize) -> NaivePlan {
     let remote_share = if workers <= 1 {
         0.0
     } else {
         (workers - 1) as f64 / workers as f64
     };
-    let statistics = StatisticsContext::new();
-    let mut estimate = Estimate {
-        bytes: 0,
-        complete: true,
-    };
-    plan.apply(|node| {
-        let is_exchange = node.is::<RepartitionExec>()
-            || ((node.is::<CoalescePartitionsExec>() || node.is::<SortPreservingMergeExec>())
-                && node.children()[0].output_partitioning().partition_count() > 1);
-        if is_exchange {
-            match estimated_bytes(&statistics, node.children()[0]) {
-                Some(bytes) => estimate.bytes += (bytes as f64 * remote_share) as u64,
-                None => estimate.complete = false,
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("the walk cannot fail");
-    estimate
+    let mut exchanges = Vec::new();
+    collect_exchanges(
+        plan,
+        &StatisticsContext::new(),
+        remote_share,
+        &mut exchanges,
+    );
+    NaivePlan {
+        workers: workers as u32,
+        exchanges,
+    }
 }
 
+fn collect_exchanges(
+    node: &Arc<dyn ExecutionPlan>,
+    statistics: &StatisticsContext,
+    remote_share: f64,
+    out: &mut Vec<NaiveExchange>,
+) {
+    for child in node.children() {
+        collect_exchanges(child, statistics, remote_share, out);
+    }
+    let repartition = node.is::<RepartitionExec>();
+    let is_exchange = repartition
+        || ((node.is::<CoalescePartitionsExec>() || node.is::<SortPreservingMergeExec>())
+            && node.children()[0].output_partitioning().partition_count() > 1);
+    if is_exchange {
+        let input = node.children()[0];
+        out.push(NaiveExchange {
+            input: input.name().to_string(),
+            output: if repartition {
+                describe_partitioning(Some(node.output_partitioning()))
+            } else {
+                "gather".to_string()
+            },
+            bytes: estimated_bytes(statistics, input)
+                .map(|bytes| (bytes as f64 * remote_share) as u64),
+        });
+    }
+}
+
+/// A plan's estimated shuffle in all, as EXPLAIN prints it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Estimate {
     pub bytes: u64,
     pub complete: bool,
+}
+
+impl From<&NaivePlan> for Estimate {
+    fn from(plan: &NaivePlan) -> Self {
+        Estimate {
+            bytes: plan.bytes(),
+            complete: plan.complete(),
+        }
+    }
 }
 
 impl std::fmt::Display for Estimate {
@@ -145,4 +176,55 @@ pub(crate) fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
     writer.finish()?;
     drop(writer);
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::test_support::Tables;
+
+    #[tokio::test]
+    async fn each_exchange_has_its_own_estimate_and_the_total_adds_them_up() {
+        let tables = Tables::new(
+            &[
+                (
+                    "a",
+                    "SELECT value AS k, value * 2 AS v FROM generate_series({lo}, {hi})",
+                ),
+                (
+                    "b",
+                    "SELECT value AS k, 'x' AS w FROM generate_series({lo}, {hi})",
+                ),
+            ],
+            2,
+            500,
+        )
+        .await;
+        let plan = tables
+            .physical("SELECT a.k % 7, sum(v) FROM a JOIN b ON a.k = b.k GROUP BY a.k % 7")
+            .await;
+        let three = estimate_exchanges(&plan, 3);
+        assert_eq!(three.workers, 3);
+        assert!(three.exchanges.len() >= 2, "{three:#?}");
+        // Inputs come before their readers: the last exchange feeds the answer.
+        let last = three.exchanges.last().unwrap();
+        assert!(
+            last.output == "gather" || last.output.starts_with("hash("),
+            "{three:#?}"
+        );
+        // A scan's output has statistics: some exchange has an estimate above nothing.
+        assert!(
+            three.exchanges.iter().any(|e| e.bytes.unwrap_or(0) > 0),
+            "{three:#?}"
+        );
+        let estimate = Estimate::from(&three);
+        let listed: u64 = three.exchanges.iter().filter_map(|e| e.bytes).sum();
+        assert_eq!(estimate.bytes, listed);
+        assert_eq!(estimate.complete, three.complete());
+
+        // On one worker nothing leaves it.
+        let one = estimate_exchanges(&plan, 1);
+        assert_eq!(one.exchanges.len(), three.exchanges.len());
+        assert_eq!(one.bytes(), 0);
+    }
 }

@@ -16,7 +16,7 @@ use tally_common::object_stores::{redact_secrets, s3_bucket};
 use super::catalog::{Catalog, TableFormat};
 use super::create_table::parse_create_table;
 use super::ctas::{BucketedCtas, parse_bucketed_ctas};
-use super::explain::{estimate_shuffle_bytes, explain_batch, to_ipc};
+use super::explain::{Estimate, estimate_exchanges, explain_batch, to_ipc};
 use super::s3_tables::S3Target;
 use super::session::{JobSession, JobSettings, job_session};
 use super::table_insert::parse_table_insert;
@@ -336,7 +336,8 @@ impl SqlFrontend {
             .map_err(CoordinatorError::from_datafusion)?;
         let naive = rewrite(naive_physical, &naive_session.rules, partitions)
             .map_err(CoordinatorError::from_datafusion)?;
-        let estimate = estimate_shuffle_bytes(&naive, workers);
+        let naive = estimate_exchanges(&naive, workers);
+        let estimate = Estimate::from(&naive);
 
         if !analyze {
             let summary = format!(
@@ -382,6 +383,7 @@ impl SqlFrontend {
                 Ok(Some((batch.schema(), bytes)))
             },
         );
+        self.jobs.compare_with_naive(&id, naive);
         Ok(id)
     }
 

@@ -1,54 +1,128 @@
 //! Who may see the UI: with a cluster token configured, every page, API call and `/metrics`
 //! needs it, as every gRPC call does. Scripts and Prometheus send `Authorization: Bearer
-//! TOKEN`; a browser logs in once with a form, and the token comes back as an HttpOnly,
-//! same-site cookie (hex-encoded, since a token may hold characters a cookie cannot).
-//! Without a token the coordinator listens on loopback only, and nothing is asked.
+//! TOKEN`; a browser logs in once with a form, and gets a session: a random id (32 bytes from
+//! the system's generator, hex) in an HttpOnly, same-site cookie, kept here in the
+//! coordinator's memory with its expiry. The token itself never reaches the browser's storage.
+//! Logging out ends the session; so does the coordinator stopping (sessions are not shared
+//! with another coordinator). Without a token the coordinator listens on loopback only, and
+//! nothing is asked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use tally_common::auth::{RequireToken, TokenRefusal};
+use axum::routing::{get, post};
+use tally_common::auth::{RequireToken, TokenRefusal, random_hex};
 
 use super::format::escape;
 
-const COOKIE: &str = "tally_token";
+const COOKIE: &str = "tally_session";
+/// How long a log-in lasts.
+pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// `pages` behind the token check, with the log-in form beside them.
-pub(crate) fn guard(pages: Router, token: RequireToken, secure_cookie: bool) -> Router {
+/// The browsers logged in: session id to when it expires.
+pub(crate) struct Sessions {
+    ttl: Duration,
+    live: Mutex<HashMap<String, Instant>>,
+}
+
+impl Sessions {
+    pub(crate) fn new(ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            ttl,
+            live: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.live.lock().expect("sessions poisoned")
+    }
+
+    /// A new session for a browser that presented the token; expired ones are dropped.
+    fn open(&self) -> String {
+        let now = Instant::now();
+        let id = random_hex(32);
+        let mut live = self.lock();
+        live.retain(|_, expires| *expires > now);
+        live.insert(id.clone(), now + self.ttl);
+        id
+    }
+
+    /// Whether `id` names a session that has not expired (an expired one is dropped).
+    fn check(&self, id: &str) -> bool {
+        let mut live = self.lock();
+        match live.get(id) {
+            Some(expires) if *expires > Instant::now() => true,
+            Some(_) => {
+                live.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn close(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+/// `pages` behind the token check, with the log-in form and log-out beside them.
+pub(crate) fn guard(
+    pages: Router,
+    token: RequireToken,
+    sessions: Arc<Sessions>,
+    secure_cookie: bool,
+) -> Router {
     if !token.is_required() {
         return pages;
     }
-    let check = token.clone();
+    let check = (token.clone(), sessions.clone());
     let pages = pages.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| {
-            let token = check.clone();
+            let (token, sessions) = check.clone();
             async move {
-                match authorized(&token, request.headers()) {
+                match authorized(&token, &sessions, request.headers()) {
                     Ok(()) => next.run(request).await,
                     Err(refusal) => refused(refusal, request.uri().path()),
                 }
             }
         },
     ));
-    pages.route(
-        "/login",
-        get(|| async { login_form(StatusCode::OK, None) }).post(move |body: String| {
-            let token = token.clone();
-            async move { log_in(&token, secure_cookie, &body) }
-        }),
-    )
+    let leaving = sessions.clone();
+    pages
+        .route(
+            "/login",
+            get(|| async { login_form(StatusCode::OK, None) }).post(move |body: String| {
+                let (token, sessions) = (token.clone(), sessions.clone());
+                async move { log_in(&token, &sessions, secure_cookie, &body) }
+            }),
+        )
+        .route(
+            "/logout",
+            post(move |headers: HeaderMap| {
+                let sessions = leaving.clone();
+                async move { log_out(&sessions, secure_cookie, &headers) }
+            }),
+        )
 }
 
-fn authorized(token: &RequireToken, headers: &HeaderMap) -> Result<(), TokenRefusal> {
+fn authorized(
+    token: &RequireToken,
+    sessions: &Sessions,
+    headers: &HeaderMap,
+) -> Result<(), TokenRefusal> {
     if let Some(presented) = headers.get(header::AUTHORIZATION) {
         return token.check_header(Some(presented.as_bytes()));
     }
-    match cookie(headers, COOKIE).and_then(|hex| from_hex(&hex)) {
-        Some(secret) => token.check_secret(&secret),
-        None => Err(TokenRefusal::Missing),
+    match cookie(headers, COOKIE) {
+        Some(id) if sessions.check(&id) => Ok(()),
+        // Unknown or expired: the person logs in again.
+        _ => Err(TokenRefusal::Missing),
     }
 }
 
@@ -69,19 +143,32 @@ fn refused(refusal: TokenRefusal, path: &str) -> Response {
     login_form(StatusCode::UNAUTHORIZED, message)
 }
 
-fn log_in(token: &RequireToken, secure_cookie: bool, body: &str) -> Response {
+fn session_cookie(value: &str, max_age: Duration, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        max_age.as_secs()
+    )
+}
+
+fn log_in(token: &RequireToken, sessions: &Sessions, secure_cookie: bool, body: &str) -> Response {
     let secret = form_value(body, "token").unwrap_or_default();
     match token.check_secret(&secret) {
         Ok(()) => {
-            let secure = if secure_cookie { "; Secure" } else { "" };
-            let cookie = format!(
-                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}",
-                to_hex(secret.trim())
-            );
+            let cookie = session_cookie(&sessions.open(), sessions.ttl, secure_cookie);
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         Err(refusal) => login_form(StatusCode::UNAUTHORIZED, Some(refusal.message())),
     }
+}
+
+/// Ends the browser's session here and asks the browser to forget its cookie.
+fn log_out(sessions: &Sessions, secure_cookie: bool, headers: &HeaderMap) -> Response {
+    if let Some(id) = cookie(headers, COOKIE) {
+        sessions.close(&id);
+    }
+    let cookie = session_cookie("", Duration::ZERO, secure_cookie);
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }
 
 fn login_form(status: StatusCode, message: Option<&str>) -> Response {
@@ -147,72 +234,130 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn to_hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(hex: &str) -> Option<String> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
     use tally_common::auth::ClusterToken;
 
+    fn with_cookie(cookie: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+        headers
+    }
+
+    /// The session id a log-in response sets.
+    fn session_of(response: &Response) -> String {
+        let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+        let value = cookie.split(';').next().unwrap();
+        value.strip_prefix("tally_session=").unwrap().to_string()
+    }
+
     #[test]
-    fn the_token_passes_as_a_bearer_header_or_the_log_in_cookie_and_nothing_else_does() {
+    fn the_token_passes_as_a_bearer_header_and_a_session_as_its_cookie() {
         let secret = ClusterToken::random();
         let token = RequireToken::new(Some(&secret));
+        let sessions = Sessions::new(SESSION_TTL);
         let mut headers = HeaderMap::new();
-        assert_eq!(authorized(&token, &headers), Err(TokenRefusal::Missing));
+        assert_eq!(
+            authorized(&token, &sessions, &headers),
+            Err(TokenRefusal::Missing)
+        );
 
         let bearer = format!("Bearer {}", secret.expose_secret());
         headers.insert(
             header::AUTHORIZATION,
             HeaderValue::from_str(&bearer).unwrap(),
         );
-        assert_eq!(authorized(&token, &headers), Ok(()));
+        assert_eq!(authorized(&token, &sessions, &headers), Ok(()));
         headers.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer nope"),
         );
-        assert_eq!(authorized(&token, &headers), Err(TokenRefusal::Wrong));
-
-        let mut browser = HeaderMap::new();
-        let cookie = format!("other=1; {COOKIE}={}", to_hex(secret.expose_secret()));
-        browser.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
-        assert_eq!(authorized(&token, &browser), Ok(()));
-        browser.insert(
-            header::COOKIE,
-            HeaderValue::from_static("tally_token=6e6f7065"),
+        assert_eq!(
+            authorized(&token, &sessions, &headers),
+            Err(TokenRefusal::Wrong)
         );
-        assert_eq!(authorized(&token, &browser), Err(TokenRefusal::Wrong));
+
+        // A session opened by logging in passes; the token itself in the cookie does not.
+        let body = format!("token={}", secret.expose_secret());
+        let id = session_of(&log_in(&token, &sessions, false, &body));
+        let browser = with_cookie(&format!("other=1; tally_session={id}"));
+        assert_eq!(authorized(&token, &sessions, &browser), Ok(()));
+        for forged in [
+            format!("tally_session={}", secret.expose_secret()),
+            format!("tally_token={}", secret.expose_secret()),
+            format!("tally_session={}", random_hex(32)),
+        ] {
+            assert_eq!(
+                authorized(&token, &sessions, &with_cookie(&forged)),
+                Err(TokenRefusal::Missing),
+                "{forged}"
+            );
+        }
     }
 
     #[test]
-    fn the_log_in_form_sets_the_cookie_only_for_the_right_token() {
+    fn logging_in_sets_a_random_session_not_the_token_and_logging_out_ends_it() {
         let secret = ClusterToken::new("abc+def/0123456789%&=x", "test").unwrap();
         let token = RequireToken::new(Some(&secret));
+        let sessions = Sessions::new(SESSION_TTL);
         let body = "token=abc%2Bdef%2F0123456789%25%26%3Dx";
         assert_eq!(form_value(body, "token").unwrap(), secret.expose_secret());
-        let ok = log_in(&token, false, body);
+        let ok = log_in(&token, &sessions, true, body);
         assert_eq!(ok.status(), StatusCode::SEE_OTHER);
         let cookie = ok.headers()[header::SET_COOKIE].to_str().unwrap();
+        for part in ["HttpOnly", "SameSite=Strict", "Secure", "Max-Age=43200"] {
+            assert!(cookie.contains(part), "{part} missing from {cookie}");
+        }
+        let id = session_of(&ok);
+        assert_eq!(id.len(), 64);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        let token_hex: String = secret
+            .expose_secret()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!cookie.contains(secret.expose_secret()) && !cookie.contains(&token_hex));
+        // Each log-in gets its own session.
+        let other = session_of(&log_in(&token, &sessions, true, body));
+        assert_ne!(id, other);
+
+        let browser = with_cookie(&format!("tally_session={id}"));
+        let out = log_out(&sessions, true, &browser);
+        assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        let cleared = out.headers()[header::SET_COOKIE].to_str().unwrap();
         assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-            "{cookie}"
+            cleared.starts_with("tally_session=;") && cleared.contains("Max-Age=0"),
+            "{cleared}"
         );
-        let wrong = log_in(&token, false, "token=wrong-token-wrong-token");
+        assert_eq!(
+            authorized(&token, &sessions, &browser),
+            Err(TokenRefusal::Missing)
+        );
+        // The other browser's session lives on.
+        let still = with_cookie(&format!("tally_session={other}"));
+        assert_eq!(authorized(&token, &sessions, &still), Ok(()));
+
+        let wrong = log_in(&token, &sessions, false, "token=wrong-token-wrong-token");
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
         assert!(wrong.headers().get(header::SET_COOKIE).is_none());
+    }
+
+    #[test]
+    fn a_session_ends_when_it_expires() {
+        let secret = ClusterToken::random();
+        let token = RequireToken::new(Some(&secret));
+        let sessions = Sessions::new(Duration::from_millis(30));
+        let body = format!("token={}", secret.expose_secret());
+        let id = session_of(&log_in(&token, &sessions, false, &body));
+        let browser = with_cookie(&format!("tally_session={id}"));
+        assert_eq!(authorized(&token, &sessions, &browser), Ok(()));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            authorized(&token, &sessions, &browser),
+            Err(TokenRefusal::Missing)
+        );
+        assert!(sessions.lock().is_empty(), "the expired session is dropped");
     }
 }

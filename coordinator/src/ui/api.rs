@@ -10,7 +10,7 @@ use tally_common::job_status::JobStatus;
 
 use super::UiState;
 use super::dag;
-use super::format::stage_state;
+use super::format::{stage_state, task_state};
 
 fn json_response(value: Value) -> Response {
     (
@@ -34,11 +34,22 @@ pub(crate) fn job_json(job: &JobStatus) -> Value {
                 "tasks_running": stage.tasks_running,
                 "tasks_succeeded": stage.tasks_succeeded,
                 "output_rows": stage.output_rows,
+                "output_bytes": stage.output_bytes,
                 "shuffle_bytes": stage.shuffle_bytes,
                 "shuffle_rows": stage.shuffle_rows,
                 "shuffle_uncompressed_bytes": stage.shuffle_uncompressed_bytes,
                 "spilled_bytes": stage.spilled_bytes,
                 "elapsed_ms": stage.elapsed.as_millis() as u64,
+                "tasks": stage.tasks.iter().map(|task| json!({
+                    "partition": task.partition,
+                    "attempt": task.attempt,
+                    "worker_id": task.worker_id.as_ref().map(|w| w.as_str()),
+                    "state": task_state(task.state),
+                    "elapsed_ms": task.elapsed.as_millis() as u64,
+                    "spilled_bytes": task.spilled_bytes,
+                    "output_rows": task.output_rows,
+                    "output_bytes": task.output_bytes,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -65,6 +76,16 @@ pub(crate) fn job_json(job: &JobStatus) -> Value {
         "shuffle_rows": job.stages.iter().map(|s| s.shuffle_rows).sum::<u64>(),
         "stages": stages,
         "edges": edges,
+        "naive": job.naive.as_ref().map(|naive| json!({
+            "workers": naive.workers,
+            "bytes": naive.bytes(),
+            "complete": naive.complete(),
+            "exchanges": naive.exchanges.iter().map(|e| json!({
+                "input": e.input,
+                "output": e.output,
+                "bytes": e.bytes,
+            })).collect::<Vec<_>>(),
+        })),
     })
 }
 
@@ -94,6 +115,9 @@ pub(crate) async fn workers(State(state): State<UiState>) -> Response {
                 "alive": w.alive,
                 "task_slots": w.task_slots,
                 "last_heartbeat_ms_ago": w.since_last_heartbeat.as_millis() as u64,
+                "memory_reserved_bytes": w.load.map(|l| l.memory_reserved_bytes),
+                "memory_limit_bytes": w.load.map(|l| l.memory_limit_bytes),
+                "spool_bytes": w.load.map(|l| l.spool_bytes),
             })
         })
         .collect();

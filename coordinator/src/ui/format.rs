@@ -1,6 +1,6 @@
 //! Numbers and text as the pages show them.
 
-use tally_common::job_status::StageState;
+use tally_common::job_status::{StageState, TaskState};
 
 /// `1234567` as `1,234,567`.
 pub(crate) fn grouped(n: u64) -> String {
@@ -24,6 +24,17 @@ pub(crate) fn stage_state(state: StageState) -> &'static str {
         StageState::Running => "RUNNING",
         StageState::Succeeded => "SUCCEEDED",
         StageState::Failed => "FAILED",
+    }
+}
+
+/// A task's state as the pages and the JSON API name it.
+pub(crate) fn task_state(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Pending => "PENDING",
+        TaskState::Running => "RUNNING",
+        TaskState::Succeeded => "SUCCEEDED",
+        TaskState::Failed => "FAILED",
+        TaskState::Cancelled => "CANCELLED",
     }
 }
 

@@ -35,6 +35,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::error::CoordinatorError;
 use crate::sql::frontend::SqlFrontend;
+use access::{SESSION_TTL, Sessions};
 
 /// What every page reads from.
 #[derive(Clone)]
@@ -42,6 +43,8 @@ pub(crate) struct UiState {
     pub frontend: Arc<SqlFrontend>,
     /// Whether workers serve TLS, for the links to their metrics.
     pub tls: bool,
+    /// Whether people log in (the cluster has a token), so pages offer to log out.
+    pub log_in: bool,
 }
 
 /// The address the UI listens on and the task serving it.
@@ -71,6 +74,7 @@ pub(crate) async fn serve(
     let state = UiState {
         frontend,
         tls: security.tls.is_some(),
+        log_in: security.token.is_some(),
     };
     let app = router(
         state,
@@ -112,7 +116,7 @@ pub(crate) fn router(state: UiState, token: RequireToken, secure_cookie: bool) -
         .route("/api/workers", get(api::workers))
         .route("/metrics", get(metrics_text))
         .with_state(state);
-    access::guard(guarded, token, secure_cookie)
+    access::guard(guarded, token, Sessions::new(SESSION_TTL), secure_cookie)
         .route("/assets/ui.css", get(stylesheet))
         .route("/assets/ui.js", get(script))
 }
@@ -124,12 +128,12 @@ fn wants_fragment(query: &Option<String>) -> bool {
         .is_some_and(|q| q.split('&').any(|pair| pair == "fragment=1"))
 }
 
-fn page(title: &str, content: pages::Content, query: &Option<String>) -> Response {
+fn page(state: &UiState, title: &str, content: pages::Content, query: &Option<String>) -> Response {
     let live = if content.live { "1" } else { "0" };
     let mut response = if wants_fragment(query) {
         Html(content.html).into_response()
     } else {
-        Html(pages::layout(title, &content)).into_response()
+        Html(pages::layout(title, &content, state.log_in)).into_response()
     };
     // The script keeps refreshing while this says something on the page runs.
     response
@@ -140,7 +144,7 @@ fn page(title: &str, content: pages::Content, query: &Option<String>) -> Respons
 
 async fn jobs_page(State(state): State<UiState>, RawQuery(query): RawQuery) -> Response {
     let jobs = state.frontend.jobs.statuses();
-    page("Jobs", pages::jobs(jobs), &query)
+    page(&state, "Jobs", pages::jobs(jobs), &query)
 }
 
 async fn job_page(
@@ -149,7 +153,7 @@ async fn job_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     match state.frontend.jobs.status(&JobId::from(id.clone())) {
-        Some(job) => page(&format!("Job {id}"), pages::job(&job), &query),
+        Some(job) => page(&state, &format!("Job {id}"), pages::job(&job), &query),
         None => not_found(&format!("no job {id}")),
     }
 }
@@ -185,6 +189,7 @@ async fn workers_page(State(state): State<UiState>, RawQuery(query): RawQuery) -
     let workers = state.frontend.workers.list();
     let jobs = state.frontend.jobs.statuses();
     page(
+        &state,
         "Workers",
         pages::workers(&workers, &jobs, state.tls),
         &query,
@@ -193,7 +198,7 @@ async fn workers_page(State(state): State<UiState>, RawQuery(query): RawQuery) -
 
 async fn tables_page(State(state): State<UiState>, RawQuery(query): RawQuery) -> Response {
     match state.frontend.catalog.list().await {
-        Ok(tables) => page("Tables", pages::tables(&tables), &query),
+        Ok(tables) => page(&state, "Tables", pages::tables(&tables), &query),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
 }

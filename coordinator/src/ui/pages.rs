@@ -3,10 +3,10 @@
 
 use std::fmt::Write;
 
-use tally_common::job_status::{JobStatus, StageState, StageStatus, TaskState};
+use tally_common::job_status::{JobStatus, NaivePlan, StageState, StageStatus, TaskState};
 
 use super::dag;
-use super::format::{duration_ms, escape, grouped, human_bytes, stage_state};
+use super::format::{duration_ms, escape, grouped, human_bytes, stage_state, task_state};
 use crate::jobs::WorkerView;
 use crate::sql::catalog::TableView;
 
@@ -16,14 +16,21 @@ pub(crate) struct Content {
     pub live: bool,
 }
 
-pub(crate) fn layout(title: &str, content: &Content) -> String {
+/// A whole page around `content`; with `log_out`, the bar offers to end the browser's session.
+pub(crate) fn layout(title: &str, content: &Content, log_out: bool) -> String {
+    let log_out = if log_out {
+        "<form method=\"post\" action=\"/logout\" class=\"logout\">\
+         <button type=\"submit\" id=\"log-out\">Log out</button></form>"
+    } else {
+        ""
+    };
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
          <title>Tally · {title}</title><link rel=\"stylesheet\" href=\"/assets/ui.css\">\
          <script src=\"/assets/ui.js\" defer></script></head><body>\
          <nav><span class=\"brand\">Tally</span><a href=\"/\">Jobs</a><a href=\"/workers\">Workers</a>\
-         <a href=\"/tables\">Tables</a><a href=\"/metrics\">Metrics</a></nav>\
+         <a href=\"/tables\">Tables</a><a href=\"/metrics\">Metrics</a>{log_out}</nav>\
          <main id=\"live\" data-live=\"{live}\">{html}</main></body></html>",
         title = escape(title),
         live = if content.live { 1 } else { 0 },
@@ -40,16 +47,6 @@ fn state_badge(state: &str) -> String {
         "<span class=\"state {}\">{state}</span>",
         state.to_ascii_lowercase()
     )
-}
-
-fn task_state(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Pending => "PENDING",
-        TaskState::Running => "RUNNING",
-        TaskState::Succeeded => "SUCCEEDED",
-        TaskState::Failed => "FAILED",
-        TaskState::Cancelled => "CANCELLED",
-    }
 }
 
 fn cancel_button(job: &JobStatus) -> String {
@@ -170,6 +167,9 @@ pub(crate) fn job(job: &JobStatus) -> Content {
              <div class=\"dag\" id=\"dag\">{svg}</div>"
         );
     }
+    if let Some(naive) = &job.naive {
+        html.push_str(&naive_section(naive, shuffled));
+    }
     for stage in &job.stages {
         html.push_str(&stage_section(stage));
     }
@@ -177,6 +177,57 @@ pub(crate) fn job(job: &JobStatus) -> Content {
         html,
         live: !job.is_finished(),
     }
+}
+
+/// EXPLAIN ANALYZE's comparison: the naive plan's exchanges as estimated, under the graph.
+/// Its stages are not this job's (other rules cut the plan elsewhere), so its figures cannot
+/// sit on this graph's arrows.
+fn naive_section(naive: &NaivePlan, shuffled: u64) -> String {
+    let total = naive.bytes();
+    let at_least = if naive.complete() { "" } else { "at least " };
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<section class=\"naive\" id=\"naive\"><h3>Naive plan, for comparison</h3>\
+         <p class=\"hint\">EXPLAIN ANALYZE also planned this query with \
+         <code>tally.planner = naive</code> and estimated from table statistics what that plan \
+         would shuffle on {workers} workers (the share of each exchange that leaves its \
+         worker). The naive plan was not run, and its stages are not this job's stages, so \
+         its figures stand here, one per exchange (the output of one naive stage), rather than \
+         on the arrows above. Estimates count Arrow data in memory; the arrows count bytes on \
+         the wire, after compression.</p>\
+         <dl class=\"figures\"><dt>naive, estimated</dt><dd id=\"naive-bytes\" data-bytes=\"{total}\" \
+         data-complete=\"{complete}\">{at_least}{total_g} B ({total_h}) in {count} exchanges</dd>\
+         <dt>this job, measured</dt><dd>{shuffled_g} B ({shuffled_h})</dd></dl>\
+         <table class=\"naive\"><thead><tr><th>naive exchange</th><th>output of</th>\
+         <th>split as</th><th>estimated bytes</th></tr></thead><tbody>",
+        workers = naive.workers,
+        complete = naive.complete(),
+        total_g = grouped(total),
+        total_h = human_bytes(total),
+        count = naive.exchanges.len(),
+        shuffled_g = grouped(shuffled),
+        shuffled_h = human_bytes(shuffled),
+    );
+    for (n, exchange) in naive.exchanges.iter().enumerate() {
+        let (bytes, shown) = match exchange.bytes {
+            Some(b) => (
+                b.to_string(),
+                format!("{} B ({})", grouped(b), human_bytes(b)),
+            ),
+            None => (String::new(), "no estimate".to_string()),
+        };
+        let _ = write!(
+            html,
+            "<tr class=\"naive-exchange\" data-bytes=\"{bytes}\"><td>{n}</td><td>{input}</td>\
+             <td>{output}</td><td class=\"num\">{shown}</td></tr>",
+            n = n + 1,
+            input = escape(&exchange.input),
+            output = escape(&exchange.output),
+        );
+    }
+    html.push_str("</tbody></table></section>");
+    html
 }
 
 fn stage_section(stage: &StageStatus) -> String {
@@ -215,20 +266,40 @@ fn stage_section(stage: &StageStatus) -> String {
             escape(&stage.rules.join(", "))
         );
     }
-    html.push_str(
-        "<details><summary>tasks</summary><table class=\"tasks\"><thead><tr><th>partition</th>\
-         <th>attempt</th><th>worker</th><th>state</th></tr></thead><tbody>",
+    // Open while the stage runs, so its tasks' times can be watched moving.
+    let open = if stage.state == StageState::Running {
+        " open"
+    } else {
+        ""
+    };
+    let _ = write!(
+        html,
+        "<details class=\"tasks\"{open}><summary>tasks</summary><table class=\"tasks\"><thead><tr>\
+         <th>partition</th><th>attempt</th><th>worker</th><th>state</th><th>time</th>\
+         <th>spilled</th><th>rows out</th><th>bytes out</th></tr></thead><tbody>",
     );
     for task in &stage.tasks {
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            task.partition,
-            task.attempt,
-            task.worker_id
+            "<tr class=\"task\" data-partition=\"{partition}\" data-elapsed-ms=\"{ms}\" \
+             data-spilled=\"{spilled}\" data-rows=\"{rows}\" data-bytes=\"{bytes}\"><td>{partition}</td>\
+             <td>{attempt}</td><td>{worker}</td><td>{state}</td><td class=\"num\">{time}</td>\
+             <td class=\"num\">{spilled_h}</td><td class=\"num\">{rows_g}</td><td class=\"num\">{bytes_h}</td></tr>",
+            partition = task.partition,
+            ms = task.elapsed.as_millis(),
+            spilled = task.spilled_bytes,
+            rows = task.output_rows,
+            bytes = task.output_bytes,
+            attempt = task.attempt,
+            worker = task
+                .worker_id
                 .as_ref()
                 .map_or("-".to_string(), |w| escape(w.as_str())),
-            state_badge(task_state(task.state)),
+            state = state_badge(task_state(task.state)),
+            time = duration_ms(task.elapsed.as_millis()),
+            spilled_h = human_bytes(task.spilled_bytes),
+            rows_g = grouped(task.output_rows),
+            bytes_h = human_bytes(task.output_bytes),
         );
     }
     let _ = write!(
@@ -244,11 +315,11 @@ pub(crate) fn workers(workers: &[WorkerView], jobs: &[JobStatus], tls: bool) -> 
     let scheme = if tls { "https" } else { "http" };
     let mut html = String::from(
         "<h1>Workers</h1><table class=\"workers\"><thead><tr><th>worker</th><th>address</th>\
-         <th>state</th><th>task slots</th><th>running tasks</th><th>last heartbeat</th>\
-         <th>metrics</th></tr></thead><tbody>",
+         <th>state</th><th>task slots</th><th>running tasks</th><th>memory reserved / limit</th>\
+         <th>spool</th><th>last heartbeat</th><th>metrics</th></tr></thead><tbody>",
     );
     if workers.is_empty() {
-        html.push_str("<tr><td colspan=\"7\">No workers have joined.</td></tr>");
+        html.push_str("<tr><td colspan=\"9\">No workers have joined.</td></tr>");
     }
     for worker in workers {
         let running = jobs
@@ -261,10 +332,31 @@ pub(crate) fn workers(workers: &[WorkerView], jobs: &[JobStatus], tls: bool) -> 
             })
             .count();
         let endpoint = escape(&worker.endpoint);
+        let (memory, spool) = match worker.load {
+            Some(load) => (
+                format!(
+                    "<td class=\"num memory\" data-reserved=\"{r}\" data-limit=\"{l}\">{rh} / {lh}</td>",
+                    r = load.memory_reserved_bytes,
+                    l = load.memory_limit_bytes,
+                    rh = human_bytes(load.memory_reserved_bytes),
+                    lh = human_bytes(load.memory_limit_bytes),
+                ),
+                format!(
+                    "<td class=\"num spool\" data-bytes=\"{b}\">{bh}</td>",
+                    b = load.spool_bytes,
+                    bh = human_bytes(load.spool_bytes),
+                ),
+            ),
+            None => (
+                "<td class=\"memory\" title=\"not reported: it sends no heartbeats here\">-</td>"
+                    .to_string(),
+                "<td class=\"spool\">-</td>".to_string(),
+            ),
+        };
         let _ = write!(
             html,
             "<tr id=\"worker-{id}\"><td>{id}</td><td>{endpoint}</td><td>{state}</td><td>{slots}</td>\
-             <td class=\"num\">{running}</td><td>{ago} ago</td>\
+             <td class=\"num\">{running}</td>{memory}{spool}<td>{ago} ago</td>\
              <td><a href=\"{scheme}://{endpoint}/metrics\">/metrics</a></td></tr>",
             id = escape(worker.id.as_str()),
             state = state_badge(if worker.alive { "ALIVE" } else { "DEAD" }),
@@ -273,8 +365,9 @@ pub(crate) fn workers(workers: &[WorkerView], jobs: &[JobStatus], tls: bool) -> 
         );
     }
     html.push_str(
-        "</tbody></table><p class=\"hint\">Memory and spool use are in each worker's metrics \
-         (<code>tally_worker_memory_reserved_bytes</code>, <code>tally_worker_spool_bytes</code>).</p>",
+        "</tbody></table><p class=\"hint\">Memory and spool use as each worker's last heartbeat \
+         reported them (every half second); workers of a cluster in etcd send no heartbeats to \
+         the coordinator, so theirs are only in their own metrics.</p>",
     );
     Content { html, live: true }
 }
@@ -320,8 +413,12 @@ pub(crate) fn tables(tables: &[TableView]) -> Content {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use crate::jobs::WorkerLoad;
     use crate::ui::test_support::three_stage_job;
-    use tally_common::job_status::JobState;
+    use tally_common::ids::WorkerId;
+    use tally_common::job_status::{JobState, NaiveExchange};
 
     #[test]
     fn the_job_page_shows_figures_graph_stages_and_escapes_sql() {
@@ -344,6 +441,112 @@ mod tests {
         for stage in 1..=3 {
             assert!(page.html.contains(&format!("id=\"stage-{stage}\"")));
         }
+    }
+
+    #[test]
+    fn each_task_row_shows_its_time_spill_and_output() {
+        let page = super::job(&three_stage_job());
+        // Stage 2's first task: 1,202 ms, 10 B spilled, 250 rows and 2,500,000 B out.
+        let row = "<tr class=\"task\" data-partition=\"0\" data-elapsed-ms=\"1202\" \
+                   data-spilled=\"10\" data-rows=\"250\" data-bytes=\"2500000\">";
+        assert!(page.html.contains(row), "{}", page.html);
+        assert!(
+            page.html.contains(
+                "<td class=\"num\">1.2 s</td><td class=\"num\">10 B</td>\
+             <td class=\"num\">250</td><td class=\"num\">2.4 MiB</td>"
+            ),
+            "{}",
+            page.html
+        );
+        let mut running = three_stage_job();
+        running.stages[2].state = StageState::Running;
+        let page = super::job(&running);
+        assert_eq!(
+            page.html.matches("<details class=\"tasks\" open>").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_naive_plans_estimate_stands_beside_the_graph_when_explain_analyze_made_one() {
+        let mut job = three_stage_job();
+        assert!(!super::job(&job).html.contains("id=\"naive\""));
+        job.naive = Some(NaivePlan {
+            workers: 3,
+            exchanges: vec![
+                NaiveExchange {
+                    input: "DataSourceExec".to_string(),
+                    output: "hash([k@0], 4)".to_string(),
+                    bytes: Some(3_000_000),
+                },
+                NaiveExchange {
+                    input: "AggregateExec".to_string(),
+                    output: "gather".to_string(),
+                    bytes: Some(500),
+                },
+            ],
+        });
+        let page = super::job(&job).html;
+        assert!(
+            page.contains("id=\"naive-bytes\" data-bytes=\"3000500\" data-complete=\"true\">3,000,500 B (2.9 MiB) in 2 exchanges"),
+            "{page}"
+        );
+        // Beside this job's measured total, 2,501,000 B.
+        assert!(page.contains("<dd>2,501,000 B (2.4 MiB)</dd>"), "{page}");
+        assert!(page.contains("<td>hash([k@0], 4)</td>"), "{page}");
+        assert_eq!(page.matches("class=\"naive-exchange\"").count(), 2);
+
+        // An exchange without statistics makes the total a lower bound.
+        job.naive.as_mut().unwrap().exchanges[1].bytes = None;
+        let page = super::job(&job).html;
+        assert!(
+            page.contains("data-complete=\"false\">at least 3,000,000 B"),
+            "{page}"
+        );
+        assert!(page.contains("no estimate"), "{page}");
+    }
+
+    #[test]
+    fn workers_show_the_memory_and_spool_their_heartbeats_reported() {
+        let worker = |id: &str, load| WorkerView {
+            id: WorkerId::from(id),
+            endpoint: format!("{id}:1"),
+            task_slots: 2,
+            alive: true,
+            since_last_heartbeat: Duration::from_millis(200),
+            load,
+        };
+        let workers = [
+            worker(
+                "w-1",
+                Some(WorkerLoad {
+                    memory_reserved_bytes: 3 << 20,
+                    memory_limit_bytes: 1 << 30,
+                    spool_bytes: 4096,
+                }),
+            ),
+            worker("w-2", None),
+        ];
+        let page = super::workers(&workers, &[three_stage_job()], false).html;
+        assert!(
+            page.contains(
+                "data-reserved=\"3145728\" data-limit=\"1073741824\">3.0 MiB / 1.0 GiB</td>"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("data-bytes=\"4096\">4.0 KiB</td>"), "{page}");
+        let unreported = page.split("id=\"worker-w-2\"").nth(1).unwrap();
+        assert!(unreported.contains(">-</td>"), "{page}");
+    }
+
+    #[test]
+    fn pages_offer_to_log_out_only_where_people_log_in() {
+        let content = || Content {
+            html: String::new(),
+            live: false,
+        };
+        assert!(layout("Jobs", &content(), true).contains("action=\"/logout\""));
+        assert!(!layout("Jobs", &content(), false).contains("/logout"));
     }
 
     #[test]

@@ -39,12 +39,20 @@ fn stage(id: u32, inputs: &[u32], shuffle_bytes: u64, shuffle_rows: u64) -> Stag
                 attempt: 0,
                 worker_id: Some(WorkerId::from("w-1")),
                 state: TaskState::Succeeded,
+                elapsed: Duration::from_millis(1200 + id as u64),
+                spilled_bytes: 5 * id as u64,
+                output_rows: shuffle_rows,
+                output_bytes: shuffle_bytes,
             },
             TaskStatus {
                 partition: 1,
                 attempt: id - 1,
                 worker_id: Some(WorkerId::from("w-2")),
                 state: TaskState::Succeeded,
+                elapsed: Duration::from_millis(30),
+                spilled_bytes: 0,
+                output_rows: 0,
+                output_bytes: 0,
             },
         ],
     }
@@ -70,5 +78,6 @@ pub(crate) fn three_stage_job() -> JobStatus {
         submitted_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         elapsed: Duration::from_millis(1500),
         inline_result: vec![],
+        naive: None,
     }
 }

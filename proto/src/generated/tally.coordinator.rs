@@ -80,6 +80,35 @@ pub struct JobStatus {
     /// memory, INVALID_ARGUMENT for the query's own errors, ...); 0 otherwise.
     #[prost(int32, tag = "13")]
     pub error_code: i32,
+    /// EXPLAIN ANALYZE: what the naive plan of the same query would shuffle, estimated from
+    /// statistics (the naive plan is not run). Absent for other jobs.
+    #[prost(message, optional, tag = "14")]
+    pub naive: ::core::option::Option<NaivePlan>,
+}
+/// The naive plan (tally.planner = naive) of a job's query, as EXPLAIN ANALYZE estimates it.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct NaivePlan {
+    /// The workers the estimate assumes: (workers - 1) / workers of every exchange's input
+    /// crosses the network.
+    #[prost(uint32, tag = "1")]
+    pub workers: u32,
+    /// Its exchanges, each the output of one of its stages, inputs before their readers.
+    #[prost(message, repeated, tag = "2")]
+    pub exchanges: ::prost::alloc::vec::Vec<NaiveExchange>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NaiveExchange {
+    /// The operator whose output is exchanged, e.g. `AggregateExec`.
+    #[prost(string, tag = "1")]
+    pub input: ::prost::alloc::string::String,
+    /// How the exchange splits it, e.g. `hash(\[o_orderkey@0\], 4)`, `gather`.
+    #[prost(string, tag = "2")]
+    pub output: ::prost::alloc::string::String,
+    /// Estimated bytes that would cross between workers; absent when statistics give none.
+    #[prost(uint64, optional, tag = "3")]
+    pub bytes: ::core::option::Option<u64>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -142,6 +171,17 @@ pub struct TaskSummary {
     pub worker_id: ::prost::alloc::string::String,
     #[prost(enumeration = "TaskState", tag = "4")]
     pub state: i32,
+    /// The attempt's time: from when it was sent to its report, or so far while it runs.
+    #[prost(uint64, tag = "5")]
+    pub elapsed_ms: u64,
+    /// Bytes the attempt's operators spilled to disk.
+    #[prost(uint64, tag = "6")]
+    pub spilled_bytes: u64,
+    /// Rows and IPC bytes the attempt spooled (when it succeeded).
+    #[prost(uint64, tag = "7")]
+    pub output_rows: u64,
+    #[prost(uint64, tag = "8")]
+    pub output_bytes: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -212,6 +252,22 @@ pub struct HeartbeatRequest {
     pub worker_id: ::prost::alloc::string::String,
     #[prost(uint32, tag = "2")]
     pub running_tasks: u32,
+    /// What the worker holds now.
+    #[prost(message, optional, tag = "3")]
+    pub load: ::core::option::Option<WorkerLoad>,
+}
+/// A worker's memory and disk use, as its last heartbeat reported them.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WorkerLoad {
+    /// Bytes its operators hold in its memory pool, and the pool's size.
+    #[prost(uint64, tag = "1")]
+    pub memory_reserved_bytes: u64,
+    #[prost(uint64, tag = "2")]
+    pub memory_limit_bytes: u64,
+    /// Bytes of stage output spooled on its disk.
+    #[prost(uint64, tag = "3")]
+    pub spool_bytes: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -242,6 +298,10 @@ pub struct WorkerInfo {
     pub alive: bool,
     #[prost(uint64, tag = "5")]
     pub last_heartbeat_ms_ago: u64,
+    /// As its last heartbeat said; absent until it heartbeats to this coordinator (workers of a
+    /// cluster in etcd keep a lease instead and send none).
+    #[prost(message, optional, tag = "6")]
+    pub load: ::core::option::Option<WorkerLoad>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
