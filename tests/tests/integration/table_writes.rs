@@ -90,6 +90,13 @@ async fn answer(client: &Client, sql: &str) -> String {
     text(&run_with(client, sql, SPARK).await.batches)
 }
 
+/// The partition column `day` of `clicks` reads as the DATE it was declared.
+async fn assert_day_is_a_date(client: &Client) {
+    let sql = "SELECT arrow_typeof(day) AS t FROM clicks LIMIT 1";
+    let typed = text(&run_with(client, sql, &[]).await.batches);
+    assert!(typed.contains("Date32"), "{typed}");
+}
+
 const BY_DAY: &str =
     "SELECT day, count(*) AS n, sum(clicks) AS clicks FROM clicks GROUP BY day ORDER BY day";
 
@@ -138,16 +145,7 @@ async fn a_created_partitioned_table_takes_static_dynamic_and_plain_inserts() {
         columns.contains("| ad | clicks | day        |"),
         "{columns}"
     );
-    let typed = text(
-        &run_with(
-            &client,
-            "SELECT arrow_typeof(day) AS t FROM clicks LIMIT 1",
-            &[],
-        )
-        .await
-        .batches,
-    );
-    assert!(typed.contains("Date32"), "{typed}");
+    assert_day_is_a_date(&client).await;
     // Filters on the typed partition column still prune folders.
     let explained = answer(
         &client,
@@ -238,16 +236,7 @@ async fn a_created_partitioned_table_takes_static_dynamic_and_plain_inserts() {
         .await
         .unwrap();
     assert_eq!(answer(&client, BY_DAY).await, replaced);
-    let typed = text(
-        &run_with(
-            &client,
-            "SELECT arrow_typeof(day) AS t FROM clicks LIMIT 1",
-            &[],
-        )
-        .await
-        .batches,
-    );
-    assert!(typed.contains("Date32"), "{typed}");
+    assert_day_is_a_date(&client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
