@@ -37,7 +37,7 @@ pub(crate) struct SqlFrontend {
     pub(super) table_dir: PathBuf,
     views: Arc<ViewJobs>,
     /// OpenLineage events for jobs that write tables, when `--openlineage-url` is set.
-    pub(crate) lineage: Option<LineageRecorder>,
+    pub(crate) lineage: Option<Arc<LineageRecorder>>,
 }
 
 impl SqlFrontend {
@@ -49,10 +49,12 @@ impl SqlFrontend {
         table_dir: PathBuf,
         lineage: Option<LineageRecorder>,
     ) -> Self {
+        let lineage = lineage.map(Arc::new);
         let views = Arc::new(ViewJobs::new(
             catalog.clone(),
             jobs.clone(),
             table_dir.clone(),
+            lineage.clone(),
         ));
         Self {
             catalog,

@@ -34,6 +34,7 @@ use super::views::{
 };
 use crate::error::CoordinatorError;
 use crate::jobs::JobManager;
+use crate::lineage::recorder::{LineageRecorder, WrittenTable};
 use crate::options::kafka_max_records_per_task;
 
 /// Runs the view statements and keeps one refresh per view at a time.
@@ -43,6 +44,8 @@ pub(crate) struct ViewJobs {
     table_dir: PathBuf,
     /// View name -> the job refreshing it (`None` while that job is being planned).
     refreshing: Mutex<HashMap<String, Option<JobId>>>,
+    /// OpenLineage events of refreshes, when `--openlineage-url` is set.
+    lineage: Option<Arc<LineageRecorder>>,
 }
 
 /// What one refresh reads and keeps.
@@ -63,12 +66,18 @@ struct RefreshWork {
 }
 
 impl ViewJobs {
-    pub(crate) fn new(catalog: Arc<Catalog>, jobs: Arc<JobManager>, table_dir: PathBuf) -> Self {
+    pub(crate) fn new(
+        catalog: Arc<Catalog>,
+        jobs: Arc<JobManager>,
+        table_dir: PathBuf,
+        lineage: Option<Arc<LineageRecorder>>,
+    ) -> Self {
         Self {
             catalog,
             jobs,
             table_dir,
             refreshing: Mutex::default(),
+            lineage,
         }
     }
 
@@ -409,6 +418,13 @@ impl ViewJobs {
         let distributed = session.distribute(&id, sink, workers)?;
         tracing::info!(job_id = %id, view = %name, mode = mode.as_str(), inputs_read = work.inputs_read, "view refresh submitted");
 
+        let written = WrittenTable {
+            table: name.to_string(),
+            location: location.root().to_string_lossy().to_string(),
+            schema: Schema::empty(),
+            action: "refresh_view",
+        };
+        let view_query = manifest.query.clone();
         let catalog = self.catalog.clone();
         let name = name.to_string();
         let location = Arc::new(location);
@@ -466,6 +482,19 @@ impl ViewJobs {
                 failed.remove_generation(generation).await;
             }
         });
+        if let Some(lineage) = &self.lineage {
+            // The view's columns come from its query, whatever the refresh read this time.
+            match super::spark::logical_plan(&state, &view_query).await {
+                Ok(query) => {
+                    let written = WrittenTable {
+                        schema: query.schema().as_arrow().clone(),
+                        ..written
+                    };
+                    lineage.follow_write(&self.jobs, &self.catalog, &id, sql, &query, written);
+                }
+                Err(e) => tracing::warn!(job_id = %id, "no lineage for the refresh: {e}"),
+            }
+        }
         Ok((id, true))
     }
 

@@ -217,4 +217,44 @@ async fn writing_jobs_send_start_and_end_events_with_column_lineage() {
     let lineage = column_lineage(&sent[3]);
     assert_eq!(lineage[0].0, "ad");
     assert_eq!(lineage[0].1, vec![(s("clicks"), s("ad"), s("IDENTITY"))]);
+
+    // A materialized view's refreshes are runs too, with the view's columns.
+    run_with(
+        &client,
+        "CREATE MATERIALIZED VIEW clicks_by_ad AS SELECT ad, sum(clicks) AS clicks FROM clicks GROUP BY ad",
+        &[],
+    )
+    .await;
+    run_with(&client, "REFRESH MATERIALIZED VIEW clicks_by_ad", &[]).await;
+    let refreshed = loop_until_named(&events_file, "refresh_view.clicks_by_ad").await;
+    assert_eq!(
+        refreshed["inputs"][0]["name"],
+        root.join("clicks").to_str().unwrap()
+    );
+    assert_eq!(
+        column_lineage(&refreshed),
+        vec![
+            (s("ad"), vec![(s("clicks"), s("ad"), s("IDENTITY"))]),
+            (
+                s("clicks"),
+                vec![(s("clicks"), s("clicks"), s("AGGREGATION"))]
+            ),
+        ]
+    );
+}
+
+/// The first COMPLETE event of job `name` in `path`, once it is there.
+async fn loop_until_named(path: &Path, name: &str) -> Value {
+    for _ in 0..100 {
+        let found = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["job"]["name"] == name && e["eventType"] == "COMPLETE");
+        if let Some(event) = found {
+            return event;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no COMPLETE event of {name} in {}", path.display());
 }
