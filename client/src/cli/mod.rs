@@ -7,6 +7,7 @@ mod sql;
 mod statements;
 mod target;
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -358,6 +359,9 @@ pub struct CheckArgs {
     pub attach: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// A session setting for the job: KEY=VALUE (e.g. tally.split_bytes=67108864).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -369,6 +373,9 @@ pub struct ProfileArgs {
     pub table: String,
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// A session setting for the job: KEY=VALUE (e.g. tally.split_bytes=67108864).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -471,6 +478,18 @@ impl DataRootArgs {
                 .join("tally-tables")
         })
     }
+}
+
+/// `KEY=VALUE` settings from `--set`.
+pub(crate) fn parse_settings(specs: &[String]) -> Result<BTreeMap<String, String>, ClientError> {
+    let mut settings = BTreeMap::new();
+    for spec in specs {
+        let (key, value) = spec
+            .split_once('=')
+            .ok_or_else(|| ClientError::Query(format!("--set {spec}: expected KEY=VALUE")))?;
+        settings.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok(settings)
 }
 
 /// `NAME=PATH` pairs from `--table`.

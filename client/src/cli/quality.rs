@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::target::Target;
-use super::{CheckArgs, ProfileArgs, ReportFormat};
+use super::{CheckArgs, ProfileArgs, ReportFormat, parse_settings};
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::quality::{
@@ -20,8 +20,9 @@ pub(crate) async fn check(args: CheckArgs) -> Result<(), ClientError> {
     // fails at once.
     let given = args.attach.as_ref().or(args.expectations.as_ref());
     let checks = given.map(|path| read_expectations(path)).transpose()?;
+    let settings = parse_settings(&args.settings)?;
     let target = Target::open(&args.target, None).await?;
-    let outcome = run_check(&target.client, &args, checks).await;
+    let outcome = run_check(&target.client, &args, checks, &settings).await;
     target.close().await;
     outcome
 }
@@ -30,6 +31,7 @@ async fn run_check(
     client: &Client,
     args: &CheckArgs,
     given: Option<Vec<Check>>,
+    settings: &BTreeMap<String, String>,
 ) -> Result<(), ClientError> {
     let table = table_info(client, &args.table).await?;
     let folder = table_folder(&table);
@@ -56,7 +58,7 @@ async fn run_check(
             table.name, table.path
         )));
     }
-    let report = check_table(client, &table, &checks, unix_now(), &BTreeMap::new()).await?;
+    let report = check_table(client, &table, &checks, unix_now(), settings).await?;
     // Attached only once the checks have run: the file's predicates plan on this table.
     if let (Some(file), Some(folder)) = (&args.attach, &folder) {
         attach(file, folder)?;
@@ -109,11 +111,11 @@ fn attach(file: &Path, folder: &Path) -> Result<(), ClientError> {
 }
 
 pub(crate) async fn profile(args: ProfileArgs) -> Result<(), ClientError> {
+    let settings = parse_settings(&args.settings)?;
     let target = Target::open(&args.target, None).await?;
     let outcome = async {
         let table = table_info(&target.client, &args.table).await?;
-        let profile =
-            profile_table(&target.client, &table.name, &table.schema, &BTreeMap::new()).await?;
+        let profile = profile_table(&target.client, &table.name, &table.schema, &settings).await?;
         let text = match args.format {
             ReportFormat::Table => profile_table_text(&profile)? + "\n",
             ReportFormat::Json => json(&profile)?,

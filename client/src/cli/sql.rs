@@ -4,23 +4,17 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
-use super::SqlArgs;
 use super::progress::ProgressLine;
 use super::statements::{parse_set, split_statements};
 use super::target::Target;
+use super::{SqlArgs, parse_settings};
 
 use crate::client::{Client, JobMetrics};
 use crate::error::ClientError;
 use crate::output::{summarize, write_batches};
 
 pub(crate) async fn run_sql(args: SqlArgs) -> Result<(), ClientError> {
-    let mut settings = BTreeMap::new();
-    for spec in &args.settings {
-        let (key, value) = spec
-            .split_once('=')
-            .ok_or_else(|| ClientError::Query(format!("--set {spec}: expected KEY=VALUE")))?;
-        settings.insert(key.trim().to_string(), value.trim().to_string());
-    }
+    let mut settings = parse_settings(&args.settings)?;
     if let Some(planner) = &args.planner {
         settings.insert("tally.planner".to_string(), planner.clone());
     }

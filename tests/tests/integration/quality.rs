@@ -494,6 +494,13 @@ async fn tally_check_prints_the_table_and_exits_0_1_or_2() {
         "error: check not_null(nope): table orders has no column \"nope\" (its columns: id, \
          region, revenue, ts)\n"
     );
+    let bad_setting = check("pass.json", &["--set", "tally.nope=1"]);
+    assert_eq!(bad_setting.status.code(), Some(2));
+    assert!(
+        stderr(&bad_setting).contains("tally.nope"),
+        "{}",
+        stderr(&bad_setting)
+    );
     let nothing_attached = check("", &[]);
     assert_eq!(nothing_attached.status.code(), Some(2));
     assert!(
@@ -547,6 +554,8 @@ async fn tally_check_prints_the_table_and_exits_0_1_or_2() {
             &table,
             "--format",
             "json",
+            "--set",
+            "tally.split_bytes=1000",
         ],
     );
     assert_eq!(profile.status.code(), Some(0), "{}", stderr(&profile));
