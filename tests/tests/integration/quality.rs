@@ -400,6 +400,74 @@ async fn profile_gives_each_column_its_figures_in_one_job() {
     cluster.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_empty_table_fails_row_count_and_freshness_and_has_no_null_fraction() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let cluster = cluster_with_data_roots(2, &[&root]).await;
+    let client = cluster.client().await.unwrap();
+    client
+        .sql(&format!(
+            "CREATE TABLE empty (id BIGINT, ts TIMESTAMP) STORED AS PARQUET LOCATION '{}'",
+            root.join("empty").display()
+        ))
+        .await
+        .unwrap();
+    let table = table_info(&client, "empty").await.unwrap();
+    let checks = parse_expectations(
+        r#"[{"not_null": ["id"]}, {"unique": ["id"]}, {"range": {"column": "id", "min": 0}},
+            {"row_count": {"min": 1}}, {"freshness": {"column": "ts", "max_age_seconds": 60}}]"#,
+        "f",
+    )
+    .unwrap();
+    let report = check_table(&client, &table, &checks, LATEST_TS, &BTreeMap::new())
+        .await
+        .unwrap();
+    let verdicts: Vec<_> = report.checks.iter().map(verdict).collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            (
+                "not_null(id)",
+                "not_null",
+                "0 NULL rows",
+                "0 NULL rows",
+                true
+            ),
+            (
+                "unique(id)",
+                "unique",
+                "0 duplicate rows",
+                "0 duplicate rows",
+                true
+            ),
+            (
+                "range(id)",
+                "range",
+                "0 rows outside (min NULL, max NULL)",
+                ">= 0",
+                true
+            ),
+            ("row_count", "row_count", "0 rows", ">= 1", false),
+            (
+                "freshness(ts)",
+                "freshness",
+                "no values",
+                "at most 60 s old",
+                false
+            ),
+        ]
+    );
+    let profile = profile_table(&client, "empty", &table.schema, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(profile.rows, 0);
+    assert_eq!(profile.columns[0].null_fraction, None);
+    assert_eq!(profile.columns[0].min, None);
+    assert_eq!(profile.columns[0].quartiles, Some([None, None, None]));
+    cluster.shutdown().await;
+}
+
 fn tally(dir: &Path, args: &[&str]) -> Output {
     Command::new(tally_binary())
         .args(args)
