@@ -648,3 +648,45 @@ async fn tally_check_prints_the_table_and_exits_0_1_or_2() {
     let missing = tally(&root, &["profile", "nope", "--workers", "1"]);
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tally_check_against_a_running_coordinator_attaches_to_its_table_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let cluster = orders_cluster(&root).await;
+    std::fs::write(
+        root.join("checks.json"),
+        r#"[{"accepted_values": {"column": "region", "values": ["eu", "us", "apac"]}}]"#,
+    )
+    .unwrap();
+    let endpoint = cluster.endpoint().to_string();
+    let remote = |extra: &[&str]| {
+        let mut args = vec!["check", "orders", "--coordinator", endpoint.as_str()];
+        args.extend(extra);
+        tally(&root, &args)
+    };
+    let attached = remote(&["--attach", "checks.json", "--format", "json"]);
+    assert_eq!(attached.status.code(), Some(0), "{}", stderr(&attached));
+    assert!(root.join("orders").join(ATTACHED_FILE).exists());
+    let again = remote(&[]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        stdout(&again)
+            .contains("| accepted_values(region) | accepted_values | 0 rows with other values |"),
+        "{}",
+        stdout(&again)
+    );
+    // The cluster's table reads as before: the file is no data.
+    let client = cluster.client().await.unwrap();
+    let rows = client.sql("SELECT count(*) FROM orders").await.unwrap();
+    assert_eq!(
+        rows.batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0),
+        6
+    );
+    cluster.shutdown().await;
+}
