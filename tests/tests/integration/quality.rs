@@ -683,17 +683,30 @@ async fn tally_check_against_a_running_coordinator_attaches_to_its_table_folder(
         "{}",
         stdout(&again)
     );
-    // The cluster's table reads as before: the file is no data.
+    // The cluster's table reads as before: the file is no data. An overwrite replaces the
+    // data and keeps the file.
     let client = cluster.client().await.unwrap();
-    let rows = client.sql("SELECT count(*) FROM orders").await.unwrap();
-    assert_eq!(
-        rows.batches[0]
+    let count = |result: tally_client::QueryResult| {
+        result.batches[0]
             .column(0)
             .as_any()
             .downcast_ref::<arrow::array::Int64Array>()
             .unwrap()
-            .value(0),
-        6
-    );
+            .value(0)
+    };
+    let rows = client.sql("SELECT count(*) FROM orders").await.unwrap();
+    assert_eq!(count(rows), 6);
+    client
+        .sql(
+            "INSERT OVERWRITE orders SELECT CAST(7 AS BIGINT), 'eu', CAST(1.0 AS DOUBLE), \
+             CAST('2026-11-03T00:00:00' AS TIMESTAMP)",
+        )
+        .await
+        .unwrap();
+    let rows = client.sql("SELECT count(*) FROM orders").await.unwrap();
+    assert_eq!(count(rows), 1);
+    assert!(root.join("orders").join(ATTACHED_FILE).exists());
+    let after = remote(&[]);
+    assert_eq!(after.status.code(), Some(0), "{}", stderr(&after));
     cluster.shutdown().await;
 }
