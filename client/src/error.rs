@@ -35,6 +35,14 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Local(String),
+    /// `tally check` ran every check and some failed (its exit code is 1; any other error of
+    /// `check` is 2). `names` lists the failed checks.
+    #[error("{failed} of {total} checks failed: {names}")]
+    ChecksFailed {
+        failed: usize,
+        total: usize,
+        names: String,
+    },
 }
 
 impl ClientError {

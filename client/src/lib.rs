@@ -7,6 +7,7 @@ mod error;
 mod local;
 mod model;
 pub mod output;
+pub mod quality;
 pub mod tpch;
 
 pub use client::{Client, JobMetrics, QueryResult, StageMetrics};

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use tally_client::ClientError;
 use tally_client::cli::{Cli, run};
 
 fn main() -> ExitCode {
@@ -17,11 +18,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let error_exit_code = cli.command.error_exit_code();
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            match e {
+                ClientError::ChecksFailed { .. } => ExitCode::FAILURE,
+                _ => ExitCode::from(error_exit_code),
+            }
         }
     }
 }

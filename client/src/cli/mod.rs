@@ -1,10 +1,13 @@
 //! The `tally` command line: every subcommand, its flags, and what it runs.
 
 mod progress;
+mod quality;
 mod servers;
 mod sql;
 mod statements;
+mod target;
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +52,21 @@ pub enum Command {
     Jobs(RemoteArgs),
     /// Cancel a job.
     Cancel(CancelArgs),
+    /// Check a table against its expectations in one job; exit 1 when a check fails.
+    Check(CheckArgs),
+    /// Profile a table's columns in one job: NULLs, distinct values, min, max, quartiles.
+    Profile(ProfileArgs),
+}
+
+impl Command {
+    /// The exit code of an error that is not a failed check: `check` and `profile` keep 1
+    /// for failed checks and say 2 for everything else; other commands say 1.
+    pub fn error_exit_code(&self) -> u8 {
+        match self {
+            Command::Check(_) | Command::Profile(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -266,14 +284,8 @@ pub struct WorkerArgs {
 
 #[derive(Args, Debug)]
 pub struct SqlArgs {
-    /// Coordinator host:port; without it an embedded cluster runs this one command.
-    #[arg(long)]
-    pub coordinator: Option<String>,
-    /// Workers of the embedded cluster.
-    #[arg(long, default_value_t = 3)]
-    pub workers: usize,
     #[command(flatten)]
-    pub tables: TableArgs,
+    pub target: TargetArgs,
     /// SQL to run; several statements may be separated by `;`.
     #[arg(short = 'e', long = "execute", conflicts_with = "file")]
     pub execute: Option<String>,
@@ -296,11 +308,76 @@ pub struct SqlArgs {
     #[arg(long)]
     pub quiet: bool,
     #[command(flatten)]
+    pub lineage: LineageArgs,
+}
+
+/// The cluster of a one-shot command: a running coordinator, or an embedded one.
+#[derive(Args, Debug)]
+pub struct TargetArgs {
+    /// Coordinator host:port; without it an embedded cluster runs this one command.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Workers of the embedded cluster.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub tables: TableArgs,
+    #[command(flatten)]
     pub data_roots: DataRootArgs,
     #[command(flatten)]
-    pub lineage: LineageArgs,
-    #[command(flatten)]
     pub security: SecurityArgs,
+}
+
+/// How `tally check` and `tally profile` print what they found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Exit codes: 0 when every check passed, 1 when a check failed, 2 when the checks could not \
+run (a malformed expectations file, an unknown table or column, a query error, no cluster).
+
+The expectations file is a JSON list such as:
+  [{\"not_null\": [\"id\"]}, {\"unique\": [\"id\", \"day\"]},
+   {\"accepted_values\": {\"column\": \"region\", \"values\": [\"eu\", \"us\"]}},
+   {\"range\": {\"column\": \"revenue\", \"min\": 0, \"max\": 100000}},
+   {\"row_count\": {\"min\": 1}}, {\"freshness\": {\"column\": \"ts\", \"max_age_seconds\": 86400}},
+   {\"sql\": {\"name\": \"positive_revenue\", \"predicate\": \"revenue >= 0\"}}]
+Each may have a \"name\". See README: Data-quality checks and profiling.")]
+pub struct CheckArgs {
+    /// The table to check.
+    pub table: String,
+    /// The expectations (JSON) to check; default: the table folder's _tally_expectations.json.
+    #[arg(long, value_name = "FILE")]
+    pub expectations: Option<PathBuf>,
+    /// Check the table against FILE and keep FILE in the table's folder as
+    /// _tally_expectations.json for later checks (a table in a local folder only).
+    #[arg(long, value_name = "FILE", conflicts_with = "expectations")]
+    pub attach: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// A session setting for the job: KEY=VALUE (e.g. tally.split_bytes=67108864).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Exit codes: 0 when the profile was printed, 2 when it could not be made.")]
+pub struct ProfileArgs {
+    /// The table to profile.
+    pub table: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// A session setting for the job: KEY=VALUE (e.g. tally.split_bytes=67108864).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Args, Debug)]
@@ -336,6 +413,8 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Workers(args) => servers::workers(args).await,
         Command::Jobs(args) => servers::jobs(args).await,
         Command::Cancel(args) => servers::cancel(args).await,
+        Command::Check(args) => quality::check(args).await,
+        Command::Profile(args) => quality::profile(args).await,
     }
 }
 
@@ -399,6 +478,18 @@ impl DataRootArgs {
                 .join("tally-tables")
         })
     }
+}
+
+/// `KEY=VALUE` settings from `--set`.
+pub(crate) fn parse_settings(specs: &[String]) -> Result<BTreeMap<String, String>, ClientError> {
+    let mut settings = BTreeMap::new();
+    for spec in specs {
+        let (key, value) = spec
+            .split_once('=')
+            .ok_or_else(|| ClientError::Query(format!("--set {spec}: expected KEY=VALUE")))?;
+        settings.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok(settings)
 }
 
 /// `NAME=PATH` pairs from `--table`.

@@ -6,23 +6,15 @@ use std::io::{BufRead, Write};
 
 use super::progress::ProgressLine;
 use super::statements::{parse_set, split_statements};
-use super::{SqlArgs, parse_tables};
-use tally_coordinator::CoordinatorConfig;
+use super::target::Target;
+use super::{SqlArgs, parse_settings};
 
 use crate::client::{Client, JobMetrics};
 use crate::error::ClientError;
-use crate::local::{LocalCluster, LocalClusterOptions};
 use crate::output::{summarize, write_batches};
 
 pub(crate) async fn run_sql(args: SqlArgs) -> Result<(), ClientError> {
-    let tables = parse_tables(&args.tables)?;
-    let mut settings = BTreeMap::new();
-    for spec in &args.settings {
-        let (key, value) = spec
-            .split_once('=')
-            .ok_or_else(|| ClientError::Query(format!("--set {spec}: expected KEY=VALUE")))?;
-        settings.insert(key.trim().to_string(), value.trim().to_string());
-    }
+    let mut settings = parse_settings(&args.settings)?;
     if let Some(planner) = &args.planner {
         settings.insert("tally.planner".to_string(), planner.clone());
     }
@@ -35,46 +27,12 @@ pub(crate) async fn run_sql(args: SqlArgs) -> Result<(), ClientError> {
         (None, None) => None,
     };
 
-    let (cluster, client) = match &args.coordinator {
-        Some(endpoint) => (None, args.security.connect(endpoint).await?),
-        None => {
-            let mut coordinator = CoordinatorConfig {
-                data_roots: args.data_roots.roots(),
-                table_dir: args.data_roots.table_dir(),
-                security: args.security.for_server()?,
-                ..Default::default()
-            };
-            args.lineage.apply(&mut coordinator)?;
-            let cluster = LocalCluster::start_with(LocalClusterOptions {
-                workers: args.workers,
-                coordinator,
-                ..Default::default()
-            })
-            .await?;
-            let client = cluster.client().await?;
-            (Some(cluster), client)
-        }
+    let target = Target::open(&args.target, Some(&args.lineage)).await?;
+    let outcome = match script {
+        Some(script) => run_script(&target.client, &args, &script, &mut settings).await,
+        None => interactive(&target.client, &args, &mut settings).await,
     };
-    let outcome = async {
-        for (name, path) in &tables {
-            // The tables of an embedded cluster are the operator's own; a running
-            // coordinator checks them against its data roots.
-            match &cluster {
-                Some(cluster) => cluster.register_table(name, path).await?,
-                None => {
-                    client.register_table(name, path).await?;
-                }
-            }
-        }
-        match script {
-            Some(script) => run_script(&client, &args, &script, &mut settings).await,
-            None => interactive(&client, &args, &mut settings).await,
-        }
-    }
-    .await;
-    if let Some(cluster) = cluster {
-        cluster.shutdown().await;
-    }
+    target.close().await;
     outcome
 }
 

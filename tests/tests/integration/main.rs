@@ -21,6 +21,7 @@ mod object_store;
 mod partitions;
 mod planner;
 mod processes;
+mod quality;
 mod readme;
 mod recovery;
 mod security;
