@@ -80,7 +80,8 @@ def browser(ui_cluster):
         # Without the token the UI asks for it; a wrong one is refused.
         driver.find_element(By.ID, "token").send_keys("not-the-cluster-token")
         driver.find_element(By.ID, "log-in").click()
-        assert "wrong cluster token" in driver.page_source
+        # The refusal is a new page: wait for it, or the next lookup may find the old form.
+        WebDriverWait(driver, 10).until(lambda d: "wrong cluster token" in d.page_source)
         driver.find_element(By.ID, "token").send_keys(ui_cluster.token)
         driver.find_element(By.ID, "log-in").click()
         WebDriverWait(driver, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.jobs")))
