@@ -25,9 +25,15 @@ const COOKIE: &str = "tally_session";
 /// How long a log-in lasts.
 pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
+/// Most live sessions: beyond it, a log-in ends the session closest to expiring. Only
+/// holders of the token open sessions; the bound keeps a script that logs in over and over
+/// from growing the coordinator's memory.
+const MAX_SESSIONS: usize = 10_000;
+
 /// The browsers logged in: session id to when it expires.
 pub(crate) struct Sessions {
     ttl: Duration,
+    max: usize,
     live: Mutex<HashMap<String, Instant>>,
 }
 
@@ -35,6 +41,7 @@ impl Sessions {
     pub(crate) fn new(ttl: Duration) -> Arc<Self> {
         Arc::new(Self {
             ttl,
+            max: MAX_SESSIONS,
             live: Mutex::default(),
         })
     }
@@ -49,6 +56,16 @@ impl Sessions {
         let id = random_hex(32);
         let mut live = self.lock();
         live.retain(|_, expires| *expires > now);
+        while live.len() >= self.max {
+            let Some(oldest) = live
+                .iter()
+                .min_by_key(|(_, expires)| **expires)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            live.remove(&oldest);
+        }
         live.insert(id.clone(), now + self.ttl);
         id
     }
@@ -359,5 +376,20 @@ mod tests {
             Err(TokenRefusal::Missing)
         );
         assert!(sessions.lock().is_empty(), "the expired session is dropped");
+    }
+
+    #[test]
+    fn logging_in_beyond_the_cap_ends_the_oldest_session() {
+        let sessions = Sessions {
+            ttl: SESSION_TTL,
+            max: 3,
+            live: Mutex::default(),
+        };
+        let first = sessions.open();
+        std::thread::sleep(Duration::from_millis(2));
+        let opened: Vec<String> = (0..3).map(|_| sessions.open()).collect();
+        assert_eq!(sessions.lock().len(), 3);
+        assert!(!sessions.check(&first), "the oldest session made room");
+        assert!(opened.iter().all(|id| sessions.check(id)));
     }
 }
