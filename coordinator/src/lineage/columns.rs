@@ -122,7 +122,12 @@ pub(crate) fn column_lineage(plan: &LogicalPlan) -> Vec<Sources> {
 }
 
 /// The sources of `expr` evaluated over `input` (whose columns have `sources`).
-fn expression(expr: &Expr, input: &LogicalPlan, sources: &[Sources], aggregate: bool) -> Sources {
+pub(super) fn expression(
+    expr: &Expr,
+    input: &LogicalPlan,
+    sources: &[Sources],
+    aggregate: bool,
+) -> Sources {
     let mut unaliased = expr;
     while let Expr::Alias(alias) = unaliased {
         unaliased = alias.expr.as_ref();

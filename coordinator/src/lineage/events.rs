@@ -6,6 +6,7 @@ use arrow::datatypes::Schema;
 use serde_json::{Map, Value, json};
 
 use super::columns::Sources;
+use super::indirect::IndirectSources;
 
 const PRODUCER: &str = "https://github.com/tally-engine/tally";
 const RUN_EVENT: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
@@ -104,6 +105,8 @@ pub(crate) struct WriteRun {
     pub output: Dataset,
     /// The sources of each column of `output`, in its schema's order.
     pub lineage: Vec<Sources>,
+    /// The table columns that filter, join, group or sort the rows written.
+    pub indirect: IndirectSources,
     /// The datasets of the tables `lineage` names.
     pub sources: Vec<Dataset>,
 }
@@ -133,7 +136,7 @@ impl WriteRun {
             "columnLineage".to_string(),
             facet(
                 COLUMN_LINEAGE_FACET,
-                json!({"fields": self.column_fields()}),
+                json!({"fields": self.column_fields(), "dataset": self.indirect_fields()}),
             ),
         );
         json!({
@@ -156,6 +159,27 @@ impl WriteRun {
             "producer": PRODUCER,
             "schemaURL": RUN_EVENT,
         })
+    }
+
+    /// The column lineage facet's `dataset`: input fields that shape every output row.
+    fn indirect_fields(&self) -> Vec<Value> {
+        self.indirect
+            .iter()
+            .filter_map(|(column, ways)| {
+                let dataset = self.sources.iter().find(|d| d.table == column.table)?;
+                let (namespace, name) = dataset.namespace_and_name();
+                let transformations: Vec<Value> = ways
+                    .iter()
+                    .map(|how| json!({"type": "INDIRECT", "subtype": how.subtype(), "description": "", "masking": false}))
+                    .collect();
+                Some(json!({
+                    "namespace": namespace,
+                    "name": name,
+                    "field": column.column,
+                    "transformations": transformations,
+                }))
+            })
+            .collect()
     }
 
     /// The column lineage facet's `fields`: per output column, its input fields.
@@ -225,6 +249,7 @@ mod tests {
                 },
                 Derivation::Aggregation,
             )])],
+            indirect: IndirectSources::new(),
             sources: vec![clicks],
         };
         let event = run.event(RunState::Fail, "2026-12-03T18:00:00.000Z", Some("boom"));

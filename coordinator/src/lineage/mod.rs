@@ -6,6 +6,7 @@
 
 pub(crate) mod columns;
 pub(crate) mod events;
+pub(crate) mod indirect;
 pub(crate) mod recorder;
 
 use std::path::PathBuf;

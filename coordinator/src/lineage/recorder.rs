@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use super::LineageSender;
 use super::columns::{Sources, column_lineage};
 use super::events::{Dataset, RunState, WriteRun};
+use super::indirect::indirect_lineage;
 use crate::jobs::JobManager;
 use crate::sql::catalog::Catalog;
 
@@ -64,6 +65,7 @@ impl LineageRecorder {
     ) {
         let inputs = scanned(catalog, query);
         let lineage = aligned(query, &output.schema);
+        let indirect = indirect_lineage(query);
         let run = WriteRun {
             run_id: uuid::Uuid::new_v4(),
             namespace: self.namespace.clone(),
@@ -76,6 +78,7 @@ impl LineageRecorder {
                 schema: output.schema,
             },
             lineage,
+            indirect,
             sources: inputs,
         };
         let (sender, jobs, id) = (self.sender.clone(), jobs.clone(), id.clone());

@@ -190,6 +190,46 @@ async fn writing_jobs_send_start_and_end_events_with_column_lineage() {
         ]
     );
 
+    // The columns that join and group the rows are indirect sources of every row.
+    let mut indirect: Vec<(String, String, String)> =
+        complete["outputs"][0]["facets"]["columnLineage"]["dataset"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|input| {
+                let table = input["name"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let field = input["field"].as_str().unwrap().to_string();
+                input["transformations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |t| {
+                        assert_eq!(t["type"], "INDIRECT");
+                        (
+                            table.clone(),
+                            field.clone(),
+                            t["subtype"].as_str().unwrap().to_string(),
+                        )
+                    })
+            })
+            .collect();
+    indirect.sort();
+    assert_eq!(
+        indirect,
+        vec![
+            (s("ads"), s("ad"), s("JOIN")),
+            (s("ads"), s("campaign"), s("GROUP_BY")),
+            (s("clicks"), s("ad"), s("JOIN")),
+            (s("clicks"), s("country"), s("GROUP_BY")),
+        ]
+    );
+
     // A job that fails ends its run with FAIL and the reason.
     run_with(
         &client,
