@@ -181,33 +181,11 @@ fn by_name(plan: &LogicalPlan, inputs: &[Vec<Sources>]) -> Vec<Sources> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_tables::optimized_plan;
     use super::*;
-    use arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::datasource::empty::EmptyTable;
-    use datafusion::prelude::SessionContext;
-    use std::sync::Arc;
 
     async fn lineage(sql: &str) -> Vec<(String, Vec<(String, &'static str)>)> {
-        let ctx = SessionContext::new();
-        let table = |fields: Vec<Field>| Arc::new(EmptyTable::new(Arc::new(Schema::new(fields))));
-        ctx.register_table(
-            "clicks",
-            table(vec![
-                Field::new("ad", DataType::Int64, false),
-                Field::new("clicks", DataType::Int64, false),
-                Field::new("day", DataType::Utf8, false),
-            ]),
-        )
-        .unwrap();
-        ctx.register_table(
-            "ads",
-            table(vec![
-                Field::new("ad", DataType::Int64, false),
-                Field::new("campaign", DataType::Utf8, false),
-            ]),
-        )
-        .unwrap();
-        let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
+        let plan = optimized_plan(sql).await;
         let names: Vec<String> = plan
             .schema()
             .fields()

@@ -103,42 +103,16 @@ fn shaping(node: &LogicalPlan) -> Vec<(Indirect, Sources)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_tables::optimized_plan;
     use super::*;
-    use arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::datasource::empty::EmptyTable;
-    use datafusion::prelude::SessionContext;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn filters_join_keys_grouping_and_sorting_are_indirect_sources() {
-        let ctx = SessionContext::new();
-        let table = |fields: Vec<Field>| Arc::new(EmptyTable::new(Arc::new(Schema::new(fields))));
-        ctx.register_table(
-            "clicks",
-            table(vec![
-                Field::new("ad", DataType::Int64, false),
-                Field::new("clicks", DataType::Int64, false),
-                Field::new("country", DataType::Utf8, false),
-            ]),
-        )
-        .unwrap();
-        ctx.register_table(
-            "ads",
-            table(vec![
-                Field::new("ad", DataType::Int64, false),
-                Field::new("campaign", DataType::Utf8, false),
-            ]),
-        )
-        .unwrap();
-        let plan = ctx
-            .sql(
-                "SELECT a.campaign, sum(c.clicks) AS clicks FROM clicks c JOIN ads a ON c.ad = a.ad \
+        let plan = optimized_plan(
+            "SELECT a.campaign, sum(c.clicks) AS clicks FROM clicks c JOIN ads a ON c.ad = a.ad \
                  WHERE c.country = 'DE' GROUP BY a.campaign ORDER BY clicks DESC",
-            )
-            .await
-            .unwrap()
-            .into_optimized_plan()
-            .unwrap();
+        )
+        .await;
         let got: Vec<(String, Vec<&str>)> = indirect_lineage(&plan)
             .into_iter()
             .map(|(c, how)| {

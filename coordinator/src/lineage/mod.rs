@@ -8,6 +8,8 @@ pub(crate) mod columns;
 pub(crate) mod events;
 pub(crate) mod indirect;
 pub(crate) mod recorder;
+#[cfg(test)]
+mod test_tables;
 
 use std::path::PathBuf;
 use std::time::Duration;
