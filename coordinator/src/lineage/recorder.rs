@@ -2,13 +2,11 @@
 //! cancelled job is a FAIL with its reason), with the tables its query reads as inputs and
 //! the table it writes as output, its column lineage aligned to that table's columns.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::Schema;
 use chrono::{SecondsFormat, Utc};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 use tally_common::ids::JobId;
 use tally_common::job_status::JobState;
@@ -20,6 +18,7 @@ use super::events::{Dataset, RunState, WriteRun};
 use super::indirect::indirect_lineage;
 use crate::jobs::JobManager;
 use crate::sql::catalog::Catalog;
+use crate::sql::table_pins::scanned_tables;
 
 pub(crate) struct LineageRecorder {
     sender: Arc<LineageSender>,
@@ -113,27 +112,17 @@ fn now() -> String {
 
 /// The tables `plan` scans, as datasets, in name order.
 fn scanned(catalog: &Catalog, plan: &LogicalPlan) -> Vec<Dataset> {
-    let mut tables = BTreeSet::new();
-    let mut datasets = Vec::new();
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let table = scan.table_name.table().to_string();
-            if tables.insert(table.clone()) {
-                let location = catalog.entry(&table).map_or_else(
-                    || table.clone(),
-                    |entry| entry.path.to_string_lossy().to_string(),
-                );
-                datasets.push(Dataset {
-                    table,
-                    location,
-                    schema: scan.source.schema().as_ref().clone(),
-                });
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    datasets.sort_by(|a, b| a.table.cmp(&b.table));
-    datasets
+    scanned_tables(plan)
+        .into_iter()
+        .map(|(table, schema)| Dataset {
+            location: catalog.entry(&table).map_or_else(
+                || table.clone(),
+                |entry| entry.path.to_string_lossy().to_string(),
+            ),
+            table,
+            schema: schema.as_ref().clone(),
+        })
+        .collect()
 }
 
 /// The lineage of each column of `schema`: that of the query column of the same name

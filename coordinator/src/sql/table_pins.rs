@@ -6,9 +6,10 @@
 //! readers, so it cannot starve. Readers take their locks in name order (deadlock-free: a
 //! writer holds one lock only).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
@@ -34,7 +35,7 @@ impl TablePins {
     /// Pins every table `plan` scans.
     pub(crate) async fn pin(&self, plan: &LogicalPlan) -> Pinned {
         let mut guards = Vec::new();
-        for table in scanned_tables(plan) {
+        for table in scanned_tables(plan).into_keys() {
             guards.push(self.lock(&table).read_owned().await);
         }
         Pinned(guards)
@@ -46,12 +47,15 @@ impl TablePins {
     }
 }
 
-/// The tables a plan scans, in name order (the order readers lock them in).
-fn scanned_tables(plan: &LogicalPlan) -> BTreeSet<String> {
-    let mut tables = BTreeSet::new();
+/// The tables a plan scans (subqueries included) with their schemas, in name order (the
+/// order readers lock them in).
+pub(crate) fn scanned_tables(plan: &LogicalPlan) -> BTreeMap<String, SchemaRef> {
+    let mut tables = BTreeMap::new();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
-            tables.insert(scan.table_name.table().to_string());
+            tables
+                .entry(scan.table_name.table().to_string())
+                .or_insert_with(|| scan.source.schema());
         }
         Ok(TreeNodeRecursion::Continue)
     });
