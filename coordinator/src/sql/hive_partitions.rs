@@ -13,9 +13,14 @@ use crate::error::CoordinatorError;
 /// The partition columns of table folder `root` with their types: as `CREATE TABLE`
 /// declared them, else found from the folder names (as text).
 pub(crate) fn table_partitions(root: &Path) -> Result<Vec<(String, DataType)>, CoordinatorError> {
-    if let Some(layout) = TableLayout::read(root)? {
-        return Ok(layout.partition_by);
+    match TableLayout::read(root)? {
+        Some(layout) => Ok(layout.partition_by),
+        None => found_partitions(root),
     }
+}
+
+/// The partition columns found from the folder names of `root`, as text.
+pub(crate) fn found_partitions(root: &Path) -> Result<Vec<(String, DataType)>, CoordinatorError> {
     Ok(partition_columns(root)?
         .into_iter()
         .map(|column| (column, DataType::Utf8))

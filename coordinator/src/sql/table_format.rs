@@ -99,10 +99,10 @@ impl TableFormat {
         } else {
             None
         };
-        let partitions: Vec<(String, DataType)> = if local_folder {
-            super::hive_partitions::table_partitions(Path::new(location))?
-        } else {
-            Vec::new()
+        let partitions: Vec<(String, DataType)> = match &layout {
+            Some(layout) => layout.partition_by.clone(),
+            None if local_folder => super::hive_partitions::found_partitions(Path::new(location))?,
+            None => Vec::new(),
         };
         let registered = match self {
             TableFormat::Parquet => {
