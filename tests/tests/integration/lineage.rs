@@ -36,14 +36,19 @@ async fn write_table(client: &Client, root: &Path, name: &str, sql: &str) {
         .unwrap();
 }
 
+/// The events appended to `path` so far.
+fn read_events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The events in `path` once it holds `count` (they are sent after the job ends).
 async fn events(path: &Path, count: usize) -> Vec<Value> {
     for _ in 0..100 {
-        let lines: Vec<Value> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = read_events(path);
         if lines.len() >= count {
             assert_eq!(lines.len(), count, "{lines:#?}");
             return lines;
@@ -286,10 +291,8 @@ async fn writing_jobs_send_start_and_end_events_with_column_lineage() {
 /// The first COMPLETE event of job `name` in `path`, once it is there.
 async fn loop_until_named(path: &Path, name: &str) -> Value {
     for _ in 0..100 {
-        let found = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        let found = read_events(path)
+            .into_iter()
             .find(|e| e["job"]["name"] == name && e["eventType"] == "COMPLETE");
         if let Some(event) = found {
             return event;
